@@ -10,12 +10,15 @@ public sealed class RpcCallContext
     private RpcMetadata? _requestHeaders;
     private RpcMetadata? _responseTrailers;
 
-    internal RpcCallContext(HttpContext httpContext, string method, DateTime? deadline, CancellationToken cancellationToken)
+    private readonly CancellationTokenSource _source;
+
+    internal RpcCallContext(HttpContext httpContext, string method, DateTime? deadline, CancellationTokenSource source)
     {
         HttpContext = httpContext;
         Method = method;
         Deadline = deadline;
-        CancellationToken = cancellationToken;
+        _source = source;
+        CancellationToken = source.Token;
     }
 
     /// <summary>"/package.Service/Method".</summary>
@@ -58,6 +61,24 @@ public sealed class RpcCallContext
 
     /// <summary>Set when the handler has finished; later stream writes fail.</summary>
     internal bool Completed { get; set; }
+
+    /// <summary>Set when the response stream was found closed by the client before RequestAborted fired.</summary>
+    internal bool ClientGone { get; private set; }
+
+    /// <summary>Cancels the call now: Kestrel reports a reset stream to writers before it fires RequestAborted,
+    /// and the handler must see its token cancelled when its write fails.</summary>
+    internal void MarkClientGone()
+    {
+        ClientGone = true;
+        try
+        {
+            _source.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The call has already ended.
+        }
+    }
 
     private RpcMetadata ReadRequestHeaders()
     {

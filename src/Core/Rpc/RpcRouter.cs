@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
+using System.IO.Pipelines;
 using System.Security.Cryptography;
 using System.Text;
 using Google.Protobuf;
@@ -195,7 +196,7 @@ public sealed class RpcRouter
             }
         }
 
-        var call = new RpcCallContext(http, method.Path, deadline, cts.Token);
+        var call = new RpcCallContext(http, method.Path, deadline, cts);
         StatusCode status = StatusCode.OK;
         string? message = null;
         RpcMetadata? extraTrailers = null;
@@ -214,7 +215,7 @@ public sealed class RpcRouter
             message = ex.Message;
             extraTrailers = ex.Trailers;
         }
-        catch (Exception) when (aborted.IsCancellationRequested)
+        catch (Exception) when (aborted.IsCancellationRequested || call.ClientGone)
         {
             // The client reset the stream; nobody is left to answer.
             return;
@@ -235,7 +236,7 @@ public sealed class RpcRouter
             call.Completed = true;
         }
 
-        if (aborted.IsCancellationRequested)
+        if (aborted.IsCancellationRequested || call.ClientGone)
         {
             return;
         }
@@ -573,10 +574,22 @@ public sealed class RpcRouter
             {
                 call.CancellationToken.ThrowIfCancellationRequested();
                 router.WriteMessage(call, message);
-                var result = await call.HttpContext.Response.BodyWriter.FlushAsync(call.CancellationToken);
+                FlushResult result;
+                try
+                {
+                    result = await call.HttpContext.Response.BodyWriter.FlushAsync(call.CancellationToken);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // A broken connection: treat like a reset so the handler sees its token cancelled.
+                    call.MarkClientGone();
+                    throw new OperationCanceledException("The client connection is gone.", ex, call.CancellationToken);
+                }
+
                 if (result.IsCanceled || result.IsCompleted)
                 {
-                    // The client is gone or the call was cancelled while we waited for flow control.
+                    // The client reset the stream or left; Kestrel may not have fired RequestAborted yet.
+                    call.MarkClientGone();
                     throw new OperationCanceledException(call.CancellationToken);
                 }
             }

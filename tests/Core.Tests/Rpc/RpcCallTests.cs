@@ -98,6 +98,7 @@ public sealed class RpcCallTests
 
         Assert.Equal("/mirrorfs.test.Echo/Stream", await echo.Probe.Cancelled.Task.WaitAsync(WaitMax));
         Assert.True(echo.Probe.StreamMessagesSent < 1000, $"handler kept sending: {echo.Probe.StreamMessagesSent}");
+        AssertNoErrorLogged(echo);
     }
 
     [Fact]
@@ -142,6 +143,7 @@ public sealed class RpcCallTests
 
         Assert.Equal(StatusCode.Cancelled, ex.Status);
         await echo.Probe.Cancelled.Task.WaitAsync(WaitMax);
+        AssertNoErrorLogged(echo);
     }
 
     [Fact]
@@ -204,6 +206,7 @@ public sealed class RpcCallTests
         var ex = await Assert.ThrowsAsync<RpcException>(() => call);
         Assert.Equal(StatusCode.Cancelled, ex.Status);
         Assert.Equal("/mirrorfs.test.Echo/Wait", await echo.Probe.Cancelled.Task.WaitAsync(WaitMax));
+        AssertNoErrorLogged(echo);
     }
 
     [Theory]
@@ -425,6 +428,10 @@ public sealed class RpcCallTests
         Assert.Equal(StatusCode.Unavailable, ex.Status);
         Assert.StartsWith($"cannot connect to 127.0.0.1:{port}: ", ex.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>Cancellation is normal: it must not be logged as a handler failure.</summary>
+    internal static void AssertNoErrorLogged(EchoServer echo) =>
+        Assert.DoesNotContain(echo.Logs.Lines, line => line.StartsWith("Error", StringComparison.Ordinal));
 
     [Fact]
     public async Task ServerDispose_CancelsStreamingCall()
