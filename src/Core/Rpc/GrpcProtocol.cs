@@ -127,10 +127,24 @@ public static class GrpcProtocol
         return true;
     }
 
+    /// <summary>Longest status message sent, in chars; longer ones are cut so the header stays small.</summary>
+    public const int StatusMessageCharsMax = 2048;
+
     /// <summary>Percent-encodes a status message as <c>grpc-message</c> wants: UTF-8, with bytes outside
-    /// printable ASCII and '%' itself written as %XX.</summary>
+    /// printable ASCII and '%' itself written as %XX. Messages over <see cref="StatusMessageCharsMax"/> are cut.</summary>
     public static string EncodeMessage(string message)
     {
+        if (message.Length > StatusMessageCharsMax)
+        {
+            var cut = StatusMessageCharsMax;
+            if (char.IsHighSurrogate(message[cut - 1]))
+            {
+                cut--;
+            }
+
+            message = string.Concat(message.AsSpan(0, cut), "...");
+        }
+
         bool plain = true;
         foreach (var c in message)
         {

@@ -36,7 +36,13 @@ public sealed class RpcCallContext
         get
         {
             var connection = HttpContext.Connection;
-            return connection.RemoteIpAddress switch
+            var address = connection.RemoteIpAddress;
+            if (address is { IsIPv4MappedToIPv6: true })
+            {
+                address = address.MapToIPv4();
+            }
+
+            return address switch
             {
                 null => "unknown",
                 { AddressFamily: AddressFamily.InterNetworkV6 } ip => $"ipv6:[{ip}]:{connection.RemotePort}",

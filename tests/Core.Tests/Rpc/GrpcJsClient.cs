@@ -58,8 +58,10 @@ public sealed class GrpcJsClient
         return client;
     }
 
-    /// <summary>Makes <paramref name="calls"/> (see grpc-client.js for their shape) and returns one result each.</summary>
-    public async Task<JsonElement[]> RunAsync(string address, string? token, string protoPath, object[] calls)
+    /// <summary>Makes <paramref name="calls"/> (see grpc-client.js for their shape) and returns one result each.
+    /// <paramref name="includeDirs"/> are where the proto's imports are looked up.</summary>
+    public async Task<JsonElement[]> RunAsync(
+        string address, string? token, string protoPath, object[] calls, IEnumerable<string>? includeDirs = null)
     {
         var args = new List<string>
         {
@@ -71,6 +73,11 @@ public sealed class GrpcJsClient
         if (token is not null)
         {
             args.AddRange(["--token", token]);
+        }
+
+        foreach (var dir in includeDirs ?? [])
+        {
+            args.AddRange(["--include", dir]);
         }
 
         var result = await RunAsync("node", args, InteropDir, JsonSerializer.Serialize(calls), ScriptTimeoutMs);

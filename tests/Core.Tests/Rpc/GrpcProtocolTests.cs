@@ -69,6 +69,16 @@ public sealed class GrpcProtocolTests
         Assert.Equal(message, GrpcProtocol.DecodeMessage(wire));
     }
 
+    [Fact]
+    public void EncodeMessage_CutsLongMessagesWithoutSplittingSurrogates()
+    {
+        var message = new string('a', GrpcProtocol.StatusMessageCharsMax - 1) + "🚀" + new string('b', 5000);
+
+        var decoded = GrpcProtocol.DecodeMessage(GrpcProtocol.EncodeMessage(message));
+
+        Assert.Equal(new string('a', GrpcProtocol.StatusMessageCharsMax - 1) + "...", decoded);
+    }
+
     [Theory]
     [InlineData("50%", "50%")]
     [InlineData("%zz", "%zz")]
