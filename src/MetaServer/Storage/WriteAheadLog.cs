@@ -108,6 +108,9 @@ public sealed class WriteAheadLog : IDisposable
     /// <summary>Records made durable by group-commit rounds; divided by <see cref="FsyncCount"/> it is the batch size.</summary>
     public long RecordsSynced => Interlocked.Read(ref _recordsSynced);
 
+    /// <summary>Called before each group-commit fsync, with the segment path: tests block or fail it here.</summary>
+    internal Action<string>? SyncHookForTests { get; set; }
+
     public int SegmentCount
     {
         get
@@ -634,6 +637,7 @@ public sealed class WriteAheadLog : IDisposable
                     // A segment closed meanwhile was deleted (compaction, truncation) or synced by whoever closed it.
                     if (!s.IsClosed)
                     {
+                        SyncHookForTests?.Invoke(s.Path);
                         RandomAccess.FlushToDisk(s.Handle);
                     }
                 }
