@@ -20,10 +20,6 @@ public sealed class OssObjectStore : IObjectStore
 {
     /// <summary>DeleteMultipleObjects takes at most this many keys per request.</summary>
     public const int DeleteBatchMax = 1000;
-    /// <summary>ListObjects returns at most this many keys per page.</summary>
-    public const int ListLimitMax = 1000;
-    /// <summary>OSS object names are 1 to 1023 bytes of UTF-8.</summary>
-    public const int KeyBytesMax = 1023;
 
     private const int ErrorBodyBytesMax = 64 * 1024;
     private const int XmlBodyBytesMax = 16 * 1024 * 1024;
@@ -57,10 +53,6 @@ public sealed class OssObjectStore : IObjectStore
         {
             throw new ArgumentException($"{options.Description}: signature v4 needs a region (e.g. cn-hangzhou)", nameof(options));
         }
-        if (options.Prefix.Length > 0 && !options.Prefix.EndsWith('/'))
-        {
-            throw new ArgumentException($"{options.Description}: the prefix must end with '/'", nameof(options));
-        }
         _options = options;
         _time = time ?? TimeProvider.System;
         handler ??= new SocketsHttpHandler
@@ -89,9 +81,9 @@ public sealed class OssObjectStore : IObjectStore
 
     public async Task PutAsync(string key, ReadOnlyMemory<byte> data, CancellationToken ct = default)
     {
-        var full = FullKey(key, "put");
+        CheckKey(key);
         var md5 = Convert.ToBase64String(MD5.HashData(data.Span));
-        var request = new OssRequest(HttpMethod.Put, full, NoQuery, data, "application/octet-stream", md5, NoHeaders);
+        var request = new OssRequest(HttpMethod.Put, key, NoQuery, data, "application/octet-stream", md5, NoHeaders);
         await ExecuteAsync("put", key, request, async (response, token) =>
         {
             if (response.StatusCode != HttpStatusCode.OK)
@@ -104,13 +96,10 @@ public sealed class OssObjectStore : IObjectStore
 
     public async Task<byte[]?> GetAsync(string key, ByteRange? range = null, CancellationToken ct = default)
     {
-        var full = FullKey(key, "get");
+        CheckKey(key);
         if (range is { } r)
         {
-            if (r.Offset < 0 || r.Length < -1)
-            {
-                throw new ArgumentOutOfRangeException(nameof(range), $"bad range offset {r.Offset} length {r.Length}");
-            }
+            ObjectKeys.CheckRange(r);
             if (r.Length == 0)
             {
                 return await HeadAsync(key, ct).ConfigureAwait(false) is null ? null : [];
@@ -126,7 +115,7 @@ public sealed class OssObjectStore : IObjectStore
             // answers an out-of-range request with the whole object (200), which is handled below as well.
             headers.Add(new("x-oss-range-behavior", "standard"));
         }
-        var request = new OssRequest(HttpMethod.Get, full, NoQuery, null, null, null, headers);
+        var request = new OssRequest(HttpMethod.Get, key, NoQuery, null, null, null, headers);
         return await ExecuteAsync("get", key, request, async (response, token) =>
         {
             switch (response.StatusCode)
@@ -134,7 +123,7 @@ public sealed class OssObjectStore : IObjectStore
                 case HttpStatusCode.OK:
                     {
                         var body = await response.Content.ReadAsByteArrayAsync(token).ConfigureAwait(false);
-                        return range is { } whole ? Slice(body, whole) : body;
+                        return ObjectKeys.Slice(body, range);
                     }
                 case HttpStatusCode.PartialContent:
                     {
@@ -167,8 +156,8 @@ public sealed class OssObjectStore : IObjectStore
 
     public async Task<ObjectInfo?> HeadAsync(string key, CancellationToken ct = default)
     {
-        var full = FullKey(key, "head");
-        var request = new OssRequest(HttpMethod.Head, full, NoQuery, null, null, null, NoHeaders);
+        CheckKey(key);
+        var request = new OssRequest(HttpMethod.Head, key, NoQuery, null, null, null, NoHeaders);
         var (found, info) = await ExecuteAsync("head", key, request, (response, token) =>
         {
             if (response.StatusCode == HttpStatusCode.OK)
@@ -186,13 +175,13 @@ public sealed class OssObjectStore : IObjectStore
         {
             return info;
         }
-        return await ProbeAsync(key, full, ct).ConfigureAwait(false);
+        return await ProbeAsync(key, ct).ConfigureAwait(false);
     }
 
     public async Task DeleteAsync(string key, CancellationToken ct = default)
     {
-        var full = FullKey(key, "delete");
-        var request = new OssRequest(HttpMethod.Delete, full, NoQuery, null, null, null, NoHeaders);
+        CheckKey(key);
+        var request = new OssRequest(HttpMethod.Delete, key, NoQuery, null, null, null, NoHeaders);
         await ExecuteAsync("delete", key, request, async (response, token) =>
         {
             if (response.StatusCode is HttpStatusCode.NoContent or HttpStatusCode.OK)
@@ -215,17 +204,17 @@ public sealed class OssObjectStore : IObjectStore
     public async Task<ObjectPage> ListAsync(string prefix, string? startAfter = null, int limit = 1000, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(prefix);
-        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        ObjectKeys.CheckLimit(Description, limit);
         var query = new List<KeyValuePair<string, string?>>
         {
             new("encoding-type", "url"),
-            new("max-keys", Math.Min(limit, ListLimitMax).ToString(CultureInfo.InvariantCulture)),
-            new("prefix", _options.Prefix + prefix),
+            new("max-keys", limit.ToString(CultureInfo.InvariantCulture)),
+            new("prefix", prefix),
         };
         if (!string.IsNullOrEmpty(startAfter))
         {
             // OSS's marker is exclusive: listing starts after it, which is exactly startAfter.
-            query.Add(new("marker", _options.Prefix + startAfter));
+            query.Add(new("marker", startAfter));
         }
         var request = new OssRequest(HttpMethod.Get, "", query, null, null, null, NoHeaders);
         return await ExecuteAsync("list", prefix, request, async (response, token) =>
@@ -242,7 +231,7 @@ public sealed class OssObjectStore : IObjectStore
     public async Task DeleteManyAsync(IReadOnlyCollection<string> keys, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(keys);
-        var distinct = keys.Distinct(StringComparer.Ordinal).Select(k => FullKey(k, "delete-many")).ToList();
+        var distinct = keys.Distinct(StringComparer.Ordinal).Select(CheckKey).ToList();
         foreach (var batch in distinct.Chunk(DeleteBatchMax))
         {
             await DeleteBatchAsync(batch, ct).ConfigureAwait(false);
@@ -259,7 +248,7 @@ public sealed class OssObjectStore : IObjectStore
     {
         var body = DeleteRequestBody(fullKeys);
         var md5 = Convert.ToBase64String(MD5.HashData(body));
-        var label = $"{fullKeys.Length} keys from '{Strip(fullKeys[0])}'";
+        var label = $"{fullKeys.Length} keys from '{fullKeys[0]}'";
         var query = new KeyValuePair<string, string?>[] { new("delete", null) };
         var request = new OssRequest(HttpMethod.Post, "", query, body, "application/xml", md5, NoHeaders);
         await ExecuteAsync("delete-many", label, request, async (response, token) =>
@@ -307,10 +296,10 @@ public sealed class OssObjectStore : IObjectStore
 
     /// <summary>HEAD said 404 before this store ever saw the bucket: a ranged GET (same permission) tells a
     /// missing key from a missing bucket, because GET errors carry a body.</summary>
-    private async Task<ObjectInfo?> ProbeAsync(string key, string full, CancellationToken ct)
+    private async Task<ObjectInfo?> ProbeAsync(string key, CancellationToken ct)
     {
         var headers = new KeyValuePair<string, string>[] { new("Range", "bytes=0-0") };
-        var request = new OssRequest(HttpMethod.Get, full, NoQuery, null, null, null, headers);
+        var request = new OssRequest(HttpMethod.Get, key, NoQuery, null, null, null, headers);
         return await ExecuteAsync("head", key, request, async (response, token) =>
         {
             switch (response.StatusCode)
@@ -350,17 +339,14 @@ public sealed class OssObjectStore : IObjectStore
             var size = long.Parse(Child(item, "Size") ?? "0", NumberStyles.None, CultureInfo.InvariantCulture);
             var modified = DateTimeOffset.Parse(Child(item, "LastModified") ?? "1970-01-01T00:00:00Z",
                 CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal);
-            if (key.StartsWith(_options.Prefix, StringComparison.Ordinal))
-            {
-                objects.Add(new ObjectInfo(Strip(key), size, modified));
-            }
+            objects.Add(new ObjectInfo(key, size, modified));
         }
 
         string? next = null;
         if (string.Equals(Child(root, "IsTruncated"), "true", StringComparison.OrdinalIgnoreCase))
         {
             var marker = Child(root, "NextMarker");
-            next = Strip(string.IsNullOrEmpty(marker) ? lastKey ?? "" : Decode(marker));
+            next = string.IsNullOrEmpty(marker) ? lastKey ?? "" : Decode(marker);
             if (next.Length == 0 && objects.Count == 0)
             {
                 throw Fail(StoreFailure.Other, "list", prefix, "OSS said the listing is truncated but gave no NextMarker");
@@ -646,32 +632,12 @@ public sealed class OssObjectStore : IObjectStore
     private static long ContentRangeStart(HttpResponseMessage response) =>
         response.Content.Headers.ContentRange?.From ?? -1;
 
-    /// <summary>The part of a whole object that a range asks for, as OSS would have cut it.</summary>
-    private static byte[] Slice(byte[] whole, ByteRange range)
-    {
-        if (range.Offset >= whole.Length)
-        {
-            return [];
-        }
-        var end = range.Length < 0 ? whole.Length : (int)Math.Min(whole.Length, range.Offset + range.Length);
-        return whole[(int)range.Offset..end];
-    }
-
-    private string FullKey(string key, string operation)
+    private string CheckKey(string key)
     {
         ArgumentNullException.ThrowIfNull(key);
-        var full = _options.Prefix + key;
-        var bytes = Encoding.UTF8.GetByteCount(full);
-        if (key.Length == 0 || bytes > KeyBytesMax || full[0] is '/' or '\\')
-        {
-            throw Fail(StoreFailure.BadRequest, operation, key,
-                $"an OSS key must be 1 to {KeyBytesMax} bytes of UTF-8 (with the prefix) and not start with '/' or '\\'");
-        }
-        return full;
+        ObjectKeys.Check(Description, key);
+        return key;
     }
-
-    private string Strip(string fullKey) =>
-        fullKey.StartsWith(_options.Prefix, StringComparison.Ordinal) ? fullKey[_options.Prefix.Length..] : fullKey;
 
     private static string? Child(XElement parent, string localName) =>
         parent.Elements().FirstOrDefault(e => e.Name.LocalName == localName)?.Value.Trim();

@@ -32,9 +32,6 @@ public sealed partial record OssOptions
     /// <summary>"https" (default) or "http".</summary>
     public string Scheme { get; init; } = "https";
 
-    /// <summary>Key prefix this store lives under: empty, or ending in '/'. The store adds and strips it.</summary>
-    public string Prefix { get; init; } = "";
-
     public required string AccessKeyId { get; init; }
     public required string AccessKeySecret { get; init; }
 
@@ -61,8 +58,8 @@ public sealed partial record OssOptions
     /// <summary>True when requests go to <c>endpoint/bucket/key</c> rather than <c>bucket.endpoint/key</c>.</summary>
     public bool UsesPathStyle => PathStyle ?? IsIpOrLocalhost(HostOf(Endpoint));
 
-    /// <summary>A secret-free name such as <c>oss://bucket/prefix/ (oss-cn-hangzhou.aliyuncs.com)</c>.</summary>
-    public string Description => $"oss://{Bucket}/{Prefix} ({(Scheme == "https" ? "" : Scheme + "://")}{Endpoint})";
+    /// <summary>A secret-free name such as <c>oss://bucket (oss-cn-hangzhou.aliyuncs.com)</c>.</summary>
+    public string Description => $"oss://{Bucket} ({(Scheme == "https" ? "" : Scheme + "://")}{Endpoint})";
 
     public override string ToString() => Description;
 
@@ -73,6 +70,8 @@ public sealed partial record OssOptions
     /// ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET, ALIBABA_CLOUD_SECURITY_TOKEN).
     /// Other query parameters: <c>path-style=true|false</c>, <c>timeout-ms</c>, <c>connect-timeout-ms</c>,
     /// <c>connections-max</c>. Throws <see cref="ArgumentException"/> with a one-line message on bad input.
+    /// A path after the bucket is not part of these options: <see cref="ObjectStoreFactory"/> puts the store under
+    /// that prefix with a <see cref="PrefixObjectStore"/>.
     /// </summary>
     public static OssOptions FromUri(Uri uri, Func<string, string?>? environment = null)
     {
@@ -93,12 +92,6 @@ public sealed partial record OssOptions
         if (!uri.IsDefaultPort)
         {
             throw Bad(shown, "a bucket has no port; put host:port in endpoint=");
-        }
-
-        var prefix = Uri.UnescapeDataString(uri.AbsolutePath).Trim('/');
-        if (prefix.Length > 0)
-        {
-            prefix += "/";
         }
 
         var query = ParseQuery(uri, shown);
@@ -196,7 +189,6 @@ public sealed partial record OssOptions
             Bucket = bucket,
             Endpoint = endpoint,
             Scheme = scheme,
-            Prefix = prefix,
             AccessKeyId = keyId!,
             AccessKeySecret = secret!,
             SecurityToken = NonEmpty(token),
