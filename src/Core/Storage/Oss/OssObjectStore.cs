@@ -158,23 +158,25 @@ public sealed class OssObjectStore : IObjectStore
     {
         CheckKey(key);
         var request = new OssRequest(HttpMethod.Head, key, NoQuery, null, null, null, NoHeaders);
-        var (found, info) = await ExecuteAsync("head", key, request, (response, token) =>
+        var (status, info) = await ExecuteAsync("head", key, request, (response, token) =>
         {
             if (response.StatusCode == HttpStatusCode.OK)
             {
-                return Task.FromResult((true, (ObjectInfo?)ToInfo(key, response, response.Content.Headers.ContentLength ?? 0)));
+                return Task.FromResult((response.StatusCode, (ObjectInfo?)ToInfo(key, response, response.Content.Headers.ContentLength ?? 0)));
             }
-            if (response.StatusCode == HttpStatusCode.NotFound)
+            if ((int)response.StatusCode >= 500)
             {
-                return Task.FromResult((false, (ObjectInfo?)null));
+                // A HEAD answer has no body: the status and request id are all there is.
+                throw ToException("head", key, response.StatusCode, new OssError(null, null, RequestId(response)));
             }
-            // A HEAD answer has no body: the status and request id are all there is.
-            throw ToException("head", key, response.StatusCode, new OssError(null, null, RequestId(response)));
+            return Task.FromResult((response.StatusCode, (ObjectInfo?)null));
         }, ct).ConfigureAwait(false);
-        if (found || _bucketSeen)
+        if (status == HttpStatusCode.OK || (status == HttpStatusCode.NotFound && _bucketSeen))
         {
             return info;
         }
+        // A 404 before the bucket is known to exist, or a 4xx refusal: ask again with a GET, whose error has a body
+        // that says which (NoSuchKey or NoSuchBucket, SignatureDoesNotMatch or AccessDenied, ...).
         return await ProbeAsync(key, ct).ConfigureAwait(false);
     }
 
@@ -248,24 +250,25 @@ public sealed class OssObjectStore : IObjectStore
     {
         var body = DeleteRequestBody(fullKeys);
         var md5 = Convert.ToBase64String(MD5.HashData(body));
-        var label = $"{fullKeys.Length} keys from '{fullKeys[0]}'";
+        var operation = $"delete-many of {fullKeys.Length} keys from";
+        var label = fullKeys[0];
         var query = new KeyValuePair<string, string?>[] { new("delete", null) };
         var request = new OssRequest(HttpMethod.Post, "", query, body, "application/xml", md5, NoHeaders);
-        await ExecuteAsync("delete-many", label, request, async (response, token) =>
+        await ExecuteAsync(operation, label, request, async (response, token) =>
         {
             if (response.StatusCode != HttpStatusCode.OK)
             {
-                throw await ErrorAsync("delete-many", label, response, token).ConfigureAwait(false);
+                throw await ErrorAsync(operation, label, response, token).ConfigureAwait(false);
             }
             // Quiet mode: an empty body means every key is gone; anything listed as an error is a failure.
             var bytes = await ReadBoundedAsync(response, XmlBodyBytesMax, token).ConfigureAwait(false);
             if (bytes.Length > 0)
             {
-                var root = ParseXml("delete-many", label, bytes).Root;
+                var root = ParseXml(operation, label, bytes).Root;
                 var failed = root?.Elements().FirstOrDefault(e => e.Name.LocalName == "Error");
                 if (failed is not null)
                 {
-                    throw Fail(StoreFailure.Other, "delete-many", label,
+                    throw Fail(StoreFailure.Other, operation, label,
                         $"OSS did not delete '{Child(failed, "Key")}': {Child(failed, "Code")} {Child(failed, "Message")}");
                 }
             }
@@ -294,8 +297,8 @@ public sealed class OssObjectStore : IObjectStore
         return stream.ToArray();
     }
 
-    /// <summary>HEAD said 404 before this store ever saw the bucket: a ranged GET (same permission) tells a
-    /// missing key from a missing bucket, because GET errors carry a body.</summary>
+    /// <summary>A one-byte ranged GET (same permission as HEAD) in place of a HEAD whose bodiless error was
+    /// ambiguous: its error body names the cause.</summary>
     private async Task<ObjectInfo?> ProbeAsync(string key, CancellationToken ct)
     {
         var headers = new KeyValuePair<string, string>[] { new("Range", "bytes=0-0") };
@@ -501,7 +504,8 @@ public sealed class OssObjectStore : IObjectStore
             return Fail(StoreFailure.Unreachable, operation, key,
                 $"TLS handshake with {where} failed: {OneLine(e.Message)}; check the endpoint's scheme and certificate", e);
         }
-        return Fail(StoreFailure.Transient, operation, key, $"connection to {where} failed: {OneLine(e.Message)}", e);
+        var cause = e.InnerException is { } inner ? $"{e.Message} ({inner.Message})" : e.Message;
+        return Fail(StoreFailure.Transient, operation, key, $"connection to {where} failed: {OneLine(cause)}", e);
     }
 
     private async Task<ObjectStoreException> ErrorAsync(string operation, string key, HttpResponseMessage response, CancellationToken ct) =>
