@@ -10,7 +10,7 @@ public static partial class MetaRpc
     /// <summary>Trailer naming the node a caller should try instead (not-leader replies).</summary>
     public const string LeaderHintTrailer = "mirrorfs-leader";
 
-    private static async Task<T> Invoke<T>(Func<Task<T>> call, Func<Exception, RpcException>? translate)
+    private static async Task<T> Invoke<T>(Func<Task<T>> call, Func<Exception, RpcException?>? translate)
     {
         try
         {
