@@ -11,9 +11,10 @@ public sealed class OssSignerTests
     // V1 example. Source: Alibaba Cloud OSS API Reference, "Add a signature to the header"
     // (help.aliyun.com/document_detail/31951.html; the same text is in github.com/AlibabaCloudDocs/oss,
     // intl.en-US/API Reference/Access control/Add a signature to the header.md, section "Example signature"):
-    // AccessKeyId 44CF9590006BF252F707, AccessKeySecret OtxrzxIsfpFjA7SwPzILwy8Bw21TLhquhboDYROV; the Python sample
-    // signs the string below and "The signature calculation result is 26NBxoKdsyly4EDv6inkoDft/yA=", giving
-    // "Authorization: OSS 44CF9590006BF252F707:26NBxoKdsyly4EDv6inkoDft/yA=".
+    // "Assume that AccessKeyID is 44CF9590006BF252F707 and AccessKeySecret is OtxrzxIsfpFjA7SwPzILwy8Bw21TLhquhboDYROV";
+    // its Python sample signs the string below and "The signature calculation result is 26NBxoKdsyly4EDv6inkoDft/yA=",
+    // so "Authorization: OSS 44CF9590006BF252F707:26NBxoKdsyly4EDv6inkoDft/yA=". (The page's request table shows
+    // Content-MD5 eB5eJF1ptWaXm4bijSPyxw==, but the string it signs, and so the stated result, uses the value below.)
     private const string V1KeyId = "44CF9590006BF252F707";
     private const string V1Secret = "OtxrzxIsfpFjA7SwPzILwy8Bw21TLhquhboDYROV";
     private const string V1ContentMd5 = "ODBGOERFMDMzQTczRUY3NUE3NzA5QzdFNUYzMDQxNEM=";
@@ -24,12 +25,14 @@ public sealed class OssSignerTests
     private const string V1Signature = "26NBxoKdsyly4EDv6inkoDft/yA=";
 
     // V4 example. Source: Alibaba Cloud OSS developer reference, "Include a V4 signature in the Authorization header
-    // (recommended)" (help.aliyun.com/zh/oss/developer-reference/recommend-to-use-signature-version-4), whose sample
-    // Authorization value carries Signature=4b663e424d2db9967401ff6ce1c86f8c83cabd77d9908475239d9110642c63fa for a
-    // PutObject of examplebucket/exampleobject in cn-hangzhou at 20231203T121212Z with AccessKeyId "accesskeyid" and
-    // secret "accesskeysecret", headers Content-MD5 eB5eJF1ptWaXm4bijSPyxw, Content-Type text/html,
-    // x-oss-meta-author alice, x-oss-meta-magic abracadabra, x-oss-content-sha256 UNSIGNED-PAYLOAD and
-    // AdditionalHeaders=host (Host examplebucket.oss-cn-hangzhou.aliyuncs.com).
+    // (recommended)" (help.aliyun.com/zh/oss/developer-reference/recommend-to-use-signature-version-4). Its example
+    // Authorization header ends in Signature=4b663e424d2db9967401ff6ce1c86f8c83cabd77d9908475239d9110642c63fa for a
+    // PutObject of examplebucket/exampleobject in cn-hangzhou at 20231203T121212Z. The excerpt of that page we could
+    // read shows the value but not every input; the inputs below (AccessKeyId "accesskeyid", secret "accesskeysecret",
+    // Content-MD5 eB5eJF1ptWaXm4bijSPyxw, Content-Type text/html, x-oss-meta-author alice, x-oss-meta-magic
+    // abracadabra, x-oss-content-sha256 UNSIGNED-PAYLOAD, AdditionalHeaders=host) are the example request as others
+    // who implemented it from that page record it, and they reproduce the documented 256-bit signature exactly,
+    // which a wrong input or a wrong algorithm cannot do by chance.
     private const string V4KeyId = "accesskeyid";
     private const string V4Secret = "accesskeysecret";
     private const string V4Signature = "4b663e424d2db9967401ff6ce1c86f8c83cabd77d9908475239d9110642c63fa";
