@@ -886,7 +886,7 @@ public sealed class WriteAheadLog : IDisposable
             var fileBytes = RandomAccess.GetLength(handle);
             Span<byte> head = stackalloc byte[WalFormat.SegmentHeaderBytes];
             var got = ReadAtMost(handle, head, 0);
-            var first = WalFormat.ReadSegmentHeader(head[..got], out var problem);
+            var first = WalFormat.ReadSegmentHeader(head[..got], $"WAL segment {path}", out var problem);
             if (first is null)
             {
                 return new ScanResult(null, problem, fileBytes);
