@@ -21,7 +21,7 @@ public sealed class HardStateFile(string path)
             return default;
         }
         var bytes = File.ReadAllBytes(Path);
-        return WalFormat.ReadHardState(bytes, out var problem)
+        return WalFormat.ReadHardState(bytes, $"hard-state file {Path}", out var problem)
             ?? throw new InvalidDataException($"hard-state file {Path} is damaged ({problem}); restore it from a backup or rebuild this node from its peers");
     }
 

@@ -97,7 +97,7 @@ public sealed class SnapshotStore
         var buf = new byte[IoBufferBytes];
         var headerBytes = buf.AsSpan(0, WalFormat.SnapshotHeaderBytes);
         var got = fs.ReadAtLeast(headerBytes, headerBytes.Length, throwOnEndOfStream: false);
-        var parsed = WalFormat.ReadSnapshotHeader(headerBytes[..got], out var problem);
+        var parsed = WalFormat.ReadSnapshotHeader(headerBytes[..got], $"snapshot {path}", out var problem);
         if (parsed is not { } h)
         {
             return problem;

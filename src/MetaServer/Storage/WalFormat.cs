@@ -44,8 +44,9 @@ internal static class WalFormat
         BinaryPrimitives.WriteUInt32LittleEndian(dest[28..], Crc32C.Compute(dest[..28]));
     }
 
-    /// <summary>Parses a segment header; null with a reason when it is not a valid version-1 header.</summary>
-    public static ulong? ReadSegmentHeader(ReadOnlySpan<byte> src, out string? problem)
+    /// <summary>Parses a segment header; null with a reason when it is damaged. An intact header of another format
+    /// version throws <see cref="NotSupportedException"/> (<paramref name="what"/> names the file in the message).</summary>
+    public static ulong? ReadSegmentHeader(ReadOnlySpan<byte> src, string what, out string? problem)
     {
         if (src.Length < SegmentHeaderBytes)
         {
@@ -65,8 +66,8 @@ internal static class WalFormat
         var version = BinaryPrimitives.ReadUInt32LittleEndian(src[8..]);
         if (version != Version)
         {
-            problem = $"unsupported format version {version} (this build reads {Version})";
-            return null;
+            // Intact but newer: refuse rather than treat it as damage, which would delete or skip it.
+            throw new NotSupportedException($"{what} has format version {version}; this build reads version {Version}: run a newer mirrorfs-meta");
         }
         problem = null;
         return BinaryPrimitives.ReadUInt64LittleEndian(src[16..]);
@@ -102,7 +103,7 @@ internal static class WalFormat
 
     public readonly record struct SnapshotHeader(ulong Index, ulong Term, ulong BodyLength, uint BodyCrc);
 
-    public static SnapshotHeader? ReadSnapshotHeader(ReadOnlySpan<byte> src, out string? problem)
+    public static SnapshotHeader? ReadSnapshotHeader(ReadOnlySpan<byte> src, string what, out string? problem)
     {
         if (src.Length < SnapshotHeaderBytes)
         {
@@ -122,8 +123,8 @@ internal static class WalFormat
         var version = BinaryPrimitives.ReadUInt32LittleEndian(src[8..]);
         if (version != Version)
         {
-            problem = $"unsupported format version {version} (this build reads {Version})";
-            return null;
+            // Intact but newer: refuse rather than treat it as damage, which would delete or skip it.
+            throw new NotSupportedException($"{what} has format version {version}; this build reads version {Version}: run a newer mirrorfs-meta");
         }
         problem = null;
         return new SnapshotHeader(
@@ -144,7 +145,7 @@ internal static class WalFormat
         BinaryPrimitives.WriteUInt32LittleEndian(dest[40..], Crc32C.Compute(dest[..40]));
     }
 
-    public static HardState? ReadHardState(ReadOnlySpan<byte> src, out string? problem)
+    public static HardState? ReadHardState(ReadOnlySpan<byte> src, string what, out string? problem)
     {
         if (src.Length != HardStateBytes)
         {
@@ -164,8 +165,8 @@ internal static class WalFormat
         var version = BinaryPrimitives.ReadUInt32LittleEndian(src[8..]);
         if (version != Version)
         {
-            problem = $"unsupported format version {version} (this build reads {Version})";
-            return null;
+            // Intact but newer: refuse rather than treat it as damage, which would delete or skip it.
+            throw new NotSupportedException($"{what} has format version {version}; this build reads version {Version}: run a newer mirrorfs-meta");
         }
         problem = null;
         return new HardState(

@@ -47,6 +47,7 @@ public sealed class WriteAheadLog : IDisposable
     private readonly PriorityQueue<Waiter, ulong> _waiters = new();
     private ulong _lastIndex;
     private ulong _durableIndex;
+    private ulong _cutFloor = ulong.MaxValue; // lowest "last index" left by a truncation/reset since the sync round began
     private bool _syncLoopRunning;
     private Exception? _failure;
     private bool _disposed;
@@ -236,7 +237,8 @@ public sealed class WriteAheadLog : IDisposable
     }
 
     /// <summary>Reads entries [<paramref name="from"/>, <paramref name="to"/>], stopping early (but after at least one)
-    /// once <see cref="WalOptions.ReadBytesMax"/> of payload is reached. Each record's checksum is verified again.</summary>
+    /// before <see cref="WalOptions.ReadBytesMax"/> of records would be exceeded. Each record's checksum is verified
+    /// again. Reads hold the append lock (page-cache reads are short; truncation cannot close a file mid-read).</summary>
     public IReadOnlyList<LogEntry> Read(ulong from, ulong to)
     {
         var result = new List<LogEntry>();
@@ -358,6 +360,7 @@ public sealed class WriteAheadLog : IDisposable
                 seg.Length = newLength;
                 _lastIndex = fromIndex - 1;
                 _durableIndex = Math.Min(_durableIndex, _lastIndex);
+                _cutFloor = Math.Min(_cutFloor, _lastIndex);
             }
             var error = new InvalidOperationException($"WAL entries from {fromIndex} were truncated before they became durable");
             foreach (var w in failed)
@@ -428,6 +431,7 @@ public sealed class WriteAheadLog : IDisposable
                 }
                 _lastIndex = nextIndex - 1;
                 _durableIndex = _lastIndex;
+                _cutFloor = Math.Min(_cutFloor, _lastIndex);
             }
             var error = new InvalidOperationException($"the WAL was reset to start at {nextIndex} before these entries became durable");
             foreach (var w in failed)
@@ -607,6 +611,9 @@ public sealed class WriteAheadLog : IDisposable
     {
         while (true)
         {
+            // Let appenders that are already runnable (e.g. the ones the previous round just woke) add their records
+            // first: one yield costs microseconds and makes each fsync cover far more records.
+            await Task.Yield();
             ulong target;
             Segment[] toSync;
             lock (_lock)
@@ -619,6 +626,7 @@ public sealed class WriteAheadLog : IDisposable
                 target = _lastIndex;
                 toSync = [.. _dirty];
                 _dirty.Clear();
+                _cutFloor = ulong.MaxValue;
             }
             await _syncGate.WaitAsync();
             try
@@ -658,14 +666,18 @@ public sealed class WriteAheadLog : IDisposable
             var done = new List<Waiter>();
             lock (_lock)
             {
-                // Truncation may have lowered the end meanwhile; never claim more than what exists.
-                target = Math.Min(target, _lastIndex);
+                // A truncation meanwhile may have replaced entries above its cut with new, unsynced ones at the same
+                // indices: this round vouches only for entries below the lowest cut.
+                target = Math.Min(target, _cutFloor);
                 if (target > _durableIndex)
                 {
                     Interlocked.Add(ref _recordsSynced, (long)(target - _durableIndex));
                     _durableIndex = target;
                 }
-                Interlocked.Increment(ref _fsyncCount);
+                if (toSync.Length > 0)
+                {
+                    Interlocked.Increment(ref _fsyncCount);
+                }
                 while (_waiters.TryPeek(out var w, out var idx) && idx <= _durableIndex)
                 {
                     _waiters.Dequeue();
@@ -874,7 +886,7 @@ public sealed class WriteAheadLog : IDisposable
             var fileBytes = RandomAccess.GetLength(handle);
             Span<byte> head = stackalloc byte[WalFormat.SegmentHeaderBytes];
             var got = ReadAtMost(handle, head, 0);
-            var first = WalFormat.ReadSegmentHeader(head[..got], out var problem);
+            var first = WalFormat.ReadSegmentHeader(head[..got], $"WAL segment {path}", out var problem);
             if (first is null)
             {
                 return new ScanResult(null, problem, fileBytes);

@@ -411,6 +411,24 @@ public class WriteAheadLogTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ANewerFormatVersionIsRefusedNotDeleted()
+    {
+        using var tmp = new TempDir();
+        using (var wal = OpenSmall(tmp.Path))
+        {
+            AppendRange(wal, 3);
+        }
+        var segment = Segments(tmp.Path).Single();
+        var bytes = File.ReadAllBytes(segment);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(8), 2);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(28), Crc32C.Compute(bytes.AsSpan(0, 28)));
+        File.WriteAllBytes(segment, bytes);
+        var ex = Assert.Throws<NotSupportedException>(() => OpenSmall(tmp.Path));
+        Assert.Contains("format version 2", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(bytes, File.ReadAllBytes(segment));
+    }
+
+    [Fact]
     public void ASecondOpenOfTheSameDirectoryIsRefused()
     {
         using var tmp = new TempDir();
