@@ -83,7 +83,7 @@ EOF
 }
 
 write_proxy_conf() {
-  local dir=$1 port=$2 user=$3 memcache_port=$4
+  local dir=$1 port=$2 user=$3
   cat >"$dir/proxy-server.conf" <<EOF
 [DEFAULT]
 bind_ip = 127.0.0.1
@@ -111,12 +111,13 @@ user_test_tester = testing .admin
 [filter:s3api]
 use = egg:swift#s3api
 location = us-east-1
+# Objects deleted in parallel per multi-delete (default 2): a 1000-key DeleteObjects is slow enough already.
+multi_delete_concurrency = 8
 
-# tempauth insists on a memcache client; nothing listens on this port, so every lookup misses quickly.
-# A private port (not 11211) keeps two instances from sharing cached account/container state.
+# tempauth insists on a memcache client and the proxy caches account/container info there; with workers = 0 a
+# dict inside the one proxy process does both (no memcached to run, nothing shared between instances).
 [filter:cache]
-use = egg:swift#memcache
-memcache_servers = 127.0.0.1:$memcache_port
+paste.filter_factory = inproc_cache:filter_factory
 
 [filter:catch_errors]
 use = egg:swift#catch_errors
@@ -158,12 +159,80 @@ write_launcher() {
   local dir=$1
   cat >"$dir/run-server.py" <<'EOF'
 import sys
+sys.path.insert(0, sys.argv[1])  # for inproc_cache
 from swift.common import utils
 utils.set_swift_dir(sys.argv[1])
 from swift.common import storage_policy
 storage_policy.reload_storage_policies()
 from swift.common.wsgi import run_wsgi
 sys.exit(run_wsgi(sys.argv[2], sys.argv[3], verbose=True))
+EOF
+  # The subset of swift.common.memcached.MemcacheRing the proxy pipeline calls, kept in a dict. Values are stored
+  # as JSON like memcached does, so callers never share mutable objects; entries expire like memcache's.
+  cat >"$dir/inproc_cache.py" <<'EOF'
+import json, time
+
+ENTRIES_MAX = 100000
+
+
+class InProcessCache(object):
+    def __init__(self):
+        self._data = {}
+
+    def _live(self, key):
+        entry = self._data.get(key)
+        if entry is not None and entry[1] and entry[1] < time.time():
+            del self._data[key]
+            return None
+        return entry
+
+    @staticmethod
+    def _expiry(ttl):
+        ttl = int(ttl or 0)
+        if ttl <= 0:
+            return 0
+        return ttl if ttl > 30 * 24 * 3600 else time.time() + ttl
+
+    def set(self, key, value, serialize=True, time=0, min_compress_len=0, raise_on_error=False):
+        if len(self._data) >= ENTRIES_MAX:
+            self._data.clear()
+        self._data[key] = (json.dumps(value) if serialize else value, self._expiry(time), serialize)
+
+    def get(self, key, raise_on_error=False):
+        entry = self._live(key)
+        if entry is None:
+            return None
+        return json.loads(entry[0]) if entry[2] else entry[0]
+
+    def incr(self, key, delta=1, time=0):
+        entry = self._live(key)
+        value = max(0, int(json.loads(entry[0]) if entry else 0) + int(delta))
+        self.set(key, value, time=time)
+        return value
+
+    def decr(self, key, delta=1, time=0):
+        return self.incr(key, -int(delta), time)
+
+    def delete(self, key, server_key=None):
+        self._data.pop(key, None)
+
+    def set_multi(self, mapping, server_key, serialize=True, time=0, min_compress_len=0):
+        for key, value in mapping.items():
+            self.set(key, value, serialize, time)
+
+    def get_multi(self, keys, server_key):
+        return [self.get(key) for key in keys]
+
+
+def filter_factory(global_conf, **local_conf):
+    cache = InProcessCache()
+
+    def cache_filter(app):
+        def middleware(env, start_response):
+            env['swift.cache'] = cache
+            return app(env, start_response)
+        return middleware
+    return cache_filter
 EOF
 }
 
@@ -297,8 +366,8 @@ finally:
     os.remove(probe)
 EOF
 
-  local account_port container_port object_port memcache_port user
-  read -r account_port container_port object_port memcache_port <<<"$(free_ports 4)"
+  local account_port container_port object_port user
+  read -r account_port container_port object_port <<<"$(free_ports 3)"
   user=$(id -un)
 
   cat >"$dir/swift.conf" <<EOF
@@ -313,7 +382,7 @@ EOF
   write_server_conf "$dir" account "$account_port" "$user"
   write_server_conf "$dir" container "$container_port" "$user"
   write_server_conf "$dir" object "$object_port" "$user"
-  write_proxy_conf "$dir" "$port" "$user" "$memcache_port"
+  write_proxy_conf "$dir" "$port" "$user"
   write_launcher "$dir"
   rm -f "$dir"/*.builder "$dir"/*.ring.gz
   build_rings "$dir" "$account_port" "$container_port" "$object_port"
