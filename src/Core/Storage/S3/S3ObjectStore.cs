@@ -106,6 +106,7 @@ public sealed class S3ObjectStore : IObjectStore
                 Key = full,
                 InputStream = body,
                 AutoCloseStream = false,
+                ContentType = "application/octet-stream",
                 // aws-chunked uploads are not understood by Swift (501); a plain signed body is.
                 UseChunkEncoding = false,
             };

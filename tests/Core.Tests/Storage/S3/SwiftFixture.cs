@@ -152,7 +152,7 @@ public sealed class SwiftFixture : IAsyncLifetime
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private static async Task<(int Code, string Output)> RunScriptAsync(params string[] args)
+    internal static async Task<(int Code, string Output)> RunScriptAsync(params string[] args)
     {
         var start = new ProcessStartInfo("bash")
         {

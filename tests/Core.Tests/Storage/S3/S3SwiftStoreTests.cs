@@ -1,4 +1,4 @@
-// Credentials, bucket and URI behaviour of S3ObjectStore against the real Swift s3api.
+// S3ObjectStore behaviour beyond the contract (credentials, buckets, URIs, limits) against the real Swift s3api.
 using System.Diagnostics;
 using System.Text;
 using MirrorFS.Core.Storage;
@@ -7,7 +7,7 @@ using MirrorFS.Core.Storage.S3;
 namespace MirrorFS.Core.Tests.Storage.S3;
 
 [Collection(SwiftCollection.Name)]
-public sealed class S3SwiftErrorTests(SwiftFixture swift)
+public sealed class S3SwiftStoreTests(SwiftFixture swift)
 {
     private const string WrongSecret = "not-the-secret-7c1f";
 
@@ -153,5 +153,38 @@ public sealed class S3SwiftErrorTests(SwiftFixture swift)
             Assert.Null(await store.HeadAsync(k));
         }
         Assert.Empty((await store.ListAsync("d/")).Objects);
+    }
+
+    [Fact]
+    public async Task RangesOfEmptyObjectsAndEmptyRangesAreEmpty()
+    {
+        await using var store = new S3ObjectStore(swift.Options());
+        await store.PutAsync("empty", ReadOnlyMemory<byte>.Empty);
+        Assert.Empty((await store.GetAsync("empty", ByteRange.From(0)))!);
+        Assert.Empty((await store.GetAsync("empty", new ByteRange(0, 10)))!);
+        await store.PutAsync("ten", new byte[10]);
+        Assert.Empty((await store.GetAsync("ten", new ByteRange(3, 0)))!);
+        Assert.Null(await store.GetAsync("absent", new ByteRange(3, 0)));
+        Assert.Equal(7, (await store.GetAsync("ten", new ByteRange(3, long.MaxValue)))!.Length);
+    }
+
+    [Fact]
+    public async Task RefusesToBufferMoreThanObjectBytesMax()
+    {
+        await using var store = new S3ObjectStore(swift.Options() with { ObjectBytesMax = 1000 });
+        await store.PutAsync("big", new byte[1001]);
+        var e = await Assert.ThrowsAsync<ObjectStoreException>(() => store.GetAsync("big"));
+        Assert.Equal(StoreFailure.BadRequest, e.Failure);
+        Assert.Contains("ObjectBytesMax", e.Message, StringComparison.Ordinal);
+        Assert.Equal(1000, (await store.GetAsync("big", new ByteRange(1, 1000)))!.Length);
+    }
+
+    [Fact]
+    public async Task PutsFromASliceOfALargerArray()
+    {
+        await using var store = new S3ObjectStore(swift.Options());
+        var buffer = Enumerable.Range(0, 100).Select(i => (byte)i).ToArray();
+        await store.PutAsync("slice", buffer.AsMemory(10, 20));
+        Assert.Equal(buffer[10..30], await store.GetAsync("slice"));
     }
 }
