@@ -389,8 +389,8 @@ EOF
 
   local name
   for name in "${SERVERS[@]}"; do
-    # setsid: the servers outlive this script and its caller's process group.
-    setsid "$PY" "$dir/run-server.py" "$dir" "$dir/$name-server.conf" "$name-server" \
+    # Swift's run_wsgi calls setsid() itself, so the servers outlive this script and its caller's process group.
+    "$PY" "$dir/run-server.py" "$dir" "$dir/$name-server.conf" "$name-server" \
       </dev/null >>"$dir/$name.log" 2>&1 &
     echo $! >"$dir/$name.pid"
   done
