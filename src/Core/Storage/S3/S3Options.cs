@@ -13,7 +13,8 @@ public sealed record S3Options
     /// <summary>Bucket name (S3 rules: 3..63 of a-z, 0-9, '.', '-').</summary>
     public required string Bucket { get; init; }
 
-    /// <summary>Prepended to every key: empty, or ends with '/'.</summary>
+    /// <summary>Prepended to every key by the store itself: empty, or ends with '/'. <see cref="FromUri"/> leaves it
+    /// empty: ObjectStoreFactory puts the store under the URI's path with a PrefixObjectStore.</summary>
     public string Prefix { get; init; } = "";
 
     /// <summary>An S3-compatible endpoint such as http://127.0.0.1:8080; null means AWS's endpoint for
@@ -46,8 +47,8 @@ public sealed record S3Options
     /// <summary>Open connections to the endpoint at most.</summary>
     public int ConnectionsMax { get; init; } = 64;
 
-    /// <summary>Parses <see cref="UriForm"/>. Throws <see cref="ArgumentException"/> with a one-line message that
-    /// never repeats a secret.</summary>
+    /// <summary>Parses <see cref="UriForm"/>; the /prefix is validated but not applied (see <see cref="Prefix"/>).
+    /// Throws <see cref="ArgumentException"/> with a one-line message that never repeats a secret.</summary>
     public static S3Options FromUri(Uri uri)
     {
         ArgumentNullException.ThrowIfNull(uri);
@@ -73,15 +74,11 @@ public sealed record S3Options
             throw Bad(bucketError);
         }
 
-        var prefix = Uri.UnescapeDataString(uri.AbsolutePath).Trim('/');
-        if (prefix.Length > 0)
+        // The path is checked here but applied by ObjectStoreFactory (a PrefixObjectStore), as for every backend.
+        var path = Uri.UnescapeDataString(uri.AbsolutePath).Trim('/');
+        if (path.Length > 0 && ObjectKeys.Validate(path) is { } pathError)
         {
-            var error = ObjectKeys.Validate(prefix);
-            if (error is not null)
-            {
-                throw Bad($"bad prefix: {error}");
-            }
-            prefix += "/";
+            throw Bad($"bad prefix: {pathError}");
         }
 
         string? accessKey = null, secretKey = null, sessionToken = null;
@@ -154,7 +151,6 @@ public sealed record S3Options
         return new S3Options
         {
             Bucket = bucket,
-            Prefix = prefix,
             Endpoint = endpoint,
             Region = region ?? DefaultRegion,
             PathStyle = pathStyle ?? (endpoint is not null && IsIpOrLocalhost(endpoint)),

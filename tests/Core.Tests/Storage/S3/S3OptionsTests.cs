@@ -10,7 +10,7 @@ public sealed class S3OptionsTests
         var o = S3Options.FromUri(new Uri(
             "s3://my-bucket/vol/one?endpoint=http://127.0.0.1:8080&region=eu-west-2&path-style=false"));
         Assert.Equal("my-bucket", o.Bucket);
-        Assert.Equal("vol/one/", o.Prefix);
+        Assert.Equal("", o.Prefix); // applied by ObjectStoreFactory with a PrefixObjectStore
         Assert.Equal(new Uri("http://127.0.0.1:8080"), o.Endpoint);
         Assert.Equal("eu-west-2", o.Region);
         Assert.False(o.PathStyle);
@@ -51,7 +51,7 @@ public sealed class S3OptionsTests
         Assert.Equal("AKIDEXAMPLE", o.AccessKey);
         Assert.Equal("wJal/rXUtnFEMI+K7MDENG", o.SecretKey);
         Assert.Equal("tok==", o.SessionToken);
-        Assert.Equal("p/", o.Prefix);
+        Assert.Equal("", o.Prefix);
     }
 
     [Fact]
@@ -93,8 +93,8 @@ public sealed class S3OptionsTests
     [Fact]
     public async Task StoreDescriptionNamesBucketPrefixAndEndpointButNoSecret()
     {
-        var o = S3Options.FromUri(new Uri("s3://AK:hidden-secret-value@bucket/vol?endpoint=http://127.0.0.1:8080"));
-        await using var store = new S3ObjectStore(o);
+        var o = S3Options.FromUri(new Uri("s3://AK:hidden-secret-value@bucket?endpoint=http://127.0.0.1:8080"));
+        await using var store = new S3ObjectStore(o with { Prefix = "vol/" });
         Assert.Equal("s3://bucket/vol (http://127.0.0.1:8080)", store.Description);
         await using var aws = new S3ObjectStore(S3Options.FromUri(new Uri("s3://AK:x@bucket?region=eu-west-1")));
         Assert.Equal("s3://bucket (https://s3.eu-west-1.amazonaws.com)", aws.Description);

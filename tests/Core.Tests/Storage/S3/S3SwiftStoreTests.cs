@@ -99,17 +99,30 @@ public sealed class S3SwiftStoreTests(SwiftFixture swift)
         var prefix = swift.Options().Prefix.TrimEnd('/');
         // The tempauth user "test:tester" needs its ':' percent-encoded before '@'.
         var uri = new Uri($"s3://test%3Atester:testing@{swift.Bucket}/{prefix}?endpoint={swift.Endpoint}&region=us-east-1");
-        await using var store = new S3ObjectStore(S3Options.FromUri(uri));
-        Assert.Equal($"s3://{swift.Bucket}/{prefix} ({swift.Endpoint.ToString().TrimEnd('/')})", store.Description);
+        // What ObjectStoreFactory builds: the URI's path becomes a PrefixObjectStore around the bucket's store.
+        await using var store = new PrefixObjectStore(new S3ObjectStore(S3Options.FromUri(uri)), prefix);
+        Assert.Equal($"s3://{swift.Bucket} ({swift.Endpoint.ToString().TrimEnd('/')})/{prefix}", store.Description);
         await store.PutAsync("a/b", "hello"u8.ToArray());
         Assert.Equal("hello"u8.ToArray(), await store.GetAsync("a/b"));
         Assert.Equal(["a/b"], (await store.ListAsync("")).Objects.Select(o => o.Key).ToArray());
 
-        // The prefix is really applied: a store on the bare bucket sees the key under it.
+        // The prefix is applied once: a store on the bare bucket sees the key right under it.
         await using var bare = new S3ObjectStore(swift.Options() with { Prefix = "" });
         Assert.Equal("hello"u8.ToArray(), await bare.GetAsync($"{prefix}/a/b"));
         await store.DeleteAsync("a/b");
         Assert.Null(await bare.HeadAsync($"{prefix}/a/b"));
+    }
+
+    [Fact]
+    public async Task StoreOptionPrefixKeepsKeysApart()
+    {
+        await using var store = new S3ObjectStore(swift.Options());
+        await using var bare = new S3ObjectStore(swift.Options() with { Prefix = "" });
+        var prefix = store.Description.Split(' ')[0][$"s3://{swift.Bucket}/".Length..];
+        await store.PutAsync("k", "v"u8.ToArray());
+        Assert.Equal("v"u8.ToArray(), await bare.GetAsync($"{prefix}/k"));
+        Assert.Equal(["k"], (await store.ListAsync("")).Objects.Select(o => o.Key).ToArray());
+        Assert.Equal("k", (await store.HeadAsync("k"))!.Key);
     }
 
     [Fact]
