@@ -70,6 +70,8 @@ public sealed class SwiftFixture : IAsyncLifetime
         RequestTimeoutMs = 30_000,
     };
 
+    private const int BucketCreateTimeoutSeconds = 60;
+
     public async Task InitializeAsync()
     {
         Port = FreePort();
@@ -84,7 +86,21 @@ public sealed class SwiftFixture : IAsyncLifetime
         try
         {
             using var client = AdminClient();
-            await client.PutBucketAsync(new PutBucketRequest { BucketName = Bucket });
+            // Swift answers 503 (SlowDown) until its container server has come up; on a loaded machine that
+            // can take a while after the proxy is ready, so keep trying for a bounded time.
+            var deadline = DateTime.UtcNow.AddSeconds(BucketCreateTimeoutSeconds);
+            while (true)
+            {
+                try
+                {
+                    await client.PutBucketAsync(new PutBucketRequest { BucketName = Bucket });
+                    break;
+                }
+                catch (Amazon.S3.AmazonS3Exception e) when ((int)e.StatusCode >= 500 && DateTime.UtcNow < deadline)
+                {
+                    await Task.Delay(500);
+                }
+            }
         }
         catch (Exception e)
         {
