@@ -140,7 +140,7 @@ public sealed class MetaService
 
     public Task<NewSliceIdsReply> NewSliceIdsAsync(NewSliceIdsRequest r, CancellationToken ct = default) =>
         MutateAsync(r, static (c, o) => c.NewSliceIds = o, Alloc.Slices, NewSliceIdsReply.Parser, ct,
-            Math.Clamp(r.Count, 1, MetaLimits.NewSliceIdsCountMax));
+            r.Count <= MetaLimits.NewSliceIdsCountMax ? r.Count : 0); // an invalid count reserves nothing
 
     public Task<WriteSliceReply> WriteSliceAsync(WriteSliceRequest r, CancellationToken ct = default) =>
         MutateAsync(r, static (c, o) => c.WriteSlice = o, Alloc.None, WriteSliceReply.Parser, ct);
