@@ -37,6 +37,9 @@ public sealed class MetaService
 
     public MetaStateMachine State => _state;
 
+    /// <summary>A session whose last call is older than this is expired by <see cref="ExpireSessionsAsync(CancellationToken)"/>.</summary>
+    public TimeSpan SessionTimeout { get; init; } = TimeSpan.FromMinutes(5);
+
     private enum Alloc { None, Inode, Slices, Session }
 
     private long ClockNs() => (_time.GetUtcNow().UtcTicks - DateTime.UnixEpoch.Ticks) * 100;
@@ -167,6 +170,9 @@ public sealed class MetaService
         }
         return MutateAsync(r, static (c, o) => c.Format = o, Alloc.None, FormatReply.Parser, ct);
     }
+
+    /// <summary>Expires sessions idle for longer than <see cref="SessionTimeout"/>; see <see cref="ExpireSessionsAsync(TimeSpan, CancellationToken)"/>.</summary>
+    public Task<ExpireSessionsReply> ExpireSessionsAsync(CancellationToken ct = default) => ExpireSessionsAsync(SessionTimeout, ct);
 
     /// <summary>
     /// Closes sessions idle for longer than <paramref name="timeout"/> (releasing their open files) through one

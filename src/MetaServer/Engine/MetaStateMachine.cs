@@ -39,6 +39,11 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
         _lock.EnterWriteLock();
         try
         {
+            if (index <= _s.AppliedIndex)
+            {
+                throw new InvalidOperationException(
+                    $"log entry {index} applied after entry {_s.AppliedIndex}; the log must apply entries once, in order");
+            }
             _s.AppliedIndex = index;
             var reply = cmd is null ? ErrorReply(Errno.EINVAL, index) : ApplyCommand(index, cmd, command.IsEmpty);
             Volatile.Write(ref _applied, index);

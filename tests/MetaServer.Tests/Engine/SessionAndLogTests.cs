@@ -106,7 +106,8 @@ public sealed class SessionAndLogTests
         h.Clock.Ns += 20_000_000_000;
         Assert.Equal(0, (await h.Svc.HeartbeatAsync(new HeartbeatRequest { SessionId = live })).Errno);
         h.Clock.Ns += 20_000_000_000;
-        var expired = await h.Svc.ExpireSessionsAsync(TimeSpan.FromSeconds(30));
+        var svc = new MetaService(h.State, h.Log, h.Clock) { SessionTimeout = TimeSpan.FromSeconds(30) };
+        var expired = await svc.ExpireSessionsAsync();
         Assert.Equal(new[] { idle }, expired.Expired);
         Assert.Null(await h.GetAttr(f));
         Assert.Contains(h.State.PendingDeletes(), p => p.Id == id);
@@ -189,6 +190,8 @@ public sealed class SessionAndLogTests
         Assert.Equal((0, 2UL), (noop.Errno, noop.Index));
         var unknown = HeartbeatReply.Parser.ParseFrom(sm.Apply(3, [0xF8, 0x3F, 0x01])); // field 1023, a future op
         Assert.Equal(Errno.ENOSYS, unknown.Errno);
+        Assert.Equal(3UL, sm.AppliedIndex);
+        Assert.Throws<InvalidOperationException>(() => sm.Apply(3, [])); // an entry applied twice is a log bug
         Assert.Equal(3UL, sm.AppliedIndex);
     }
 
@@ -333,6 +336,7 @@ public sealed class SessionAndLogTests
         using var h = await StartAsync();
         var d = (await h.Mkdir(Root, "d")).Attr.Inode;
         using var stop = new CancellationTokenSource();
+        var started = 0;
         var readers = Enumerable.Range(0, 3).Select(_ => Task.Run(async () =>
         {
             var reads = 0;
@@ -345,10 +349,18 @@ public sealed class SessionAndLogTests
                     var a = await h.Svc.GetAttrAsync(new GetAttrRequest { Inode = e.Attr.Inode });
                     Assert.True(a.Errno is 0 or Errno.ENOENT);
                 }
-                reads++;
+                if (reads++ == 0)
+                {
+                    Interlocked.Increment(ref started);
+                }
             }
             return reads;
         })).ToArray();
+        // Writes begin once every reader is running, so they overlap.
+        for (var wait = 0; Volatile.Read(ref started) < readers.Length && wait < 1000; wait++)
+        {
+            await Task.Delay(10);
+        }
         for (var i = 0; i < 3000; i++)
         {
             var f = await h.Svc.MknodAsync(new MknodRequest { Parent = d, Name = N("f" + (i % 100)), Mode = 0x81A4 });
