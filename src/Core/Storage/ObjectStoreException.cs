@@ -28,9 +28,13 @@ public sealed class ObjectStoreException : Exception
     {
         Store = store;
         Failure = failure;
+        Detail = message;
     }
 
     public string Store { get; }
+
+    /// <summary>The message without the store's name.</summary>
+    public string Detail { get; }
     public StoreFailure Failure { get; }
     public bool IsTransient => Failure is StoreFailure.Transient;
 }

@@ -1,0 +1,144 @@
+// The metadata client over RPC: knows every member, follows not-leader hints, retries with the same (session, seq).
+using Google.Protobuf;
+using MirrorFS.Core.Rpc;
+
+namespace MirrorFS.Core.Meta;
+
+public sealed record RpcMetaClientOptions
+{
+    /// <summary>Every metaserver member as host:port.</summary>
+    public required IReadOnlyList<string> Addresses { get; init; }
+
+    public string? BearerToken { get; init; }
+
+    /// <summary>One call's deadline on one member.</summary>
+    public int CallTimeoutMs { get; init; } = 10_000;
+
+    /// <summary>How long a call keeps trying across members (leader changes, restarts) before it fails.</summary>
+    public int FailoverTimeoutMs { get; init; } = 15_000;
+
+    /// <summary>Pause between rounds over all members when none answered.</summary>
+    public int RetryDelayMs { get; init; } = 50;
+}
+
+public sealed partial class RpcMetaClient : IMetaClient
+{
+    private readonly RpcMetaClientOptions _options;
+    private readonly Dictionary<string, RpcChannel> _channels = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+    private volatile string _current;
+    private ulong _highestIndex;
+
+    public RpcMetaClient(RpcMetaClientOptions options)
+    {
+        if (options.Addresses.Count == 0)
+        {
+            throw new ArgumentException("no metaserver address given", nameof(options));
+        }
+        _options = options;
+        _current = options.Addresses[0];
+    }
+
+    /// <summary>The member calls go to first (the last known leader).</summary>
+    public string CurrentAddress => _current;
+
+    /// <summary>The highest log index any reply reflected: reads never go back before it.</summary>
+    public ulong HighestIndex => Interlocked.Read(ref _highestIndex);
+
+    private RpcChannel Channel(string address)
+    {
+        lock (_lock)
+        {
+            if (!_channels.TryGetValue(address, out var ch))
+            {
+                ch = new RpcChannel(new RpcChannelOptions
+                {
+                    Address = address,
+                    BearerToken = _options.BearerToken,
+                    DefaultUnaryTimeoutMs = _options.CallTimeoutMs,
+                });
+                _channels[address] = ch;
+            }
+            return ch;
+        }
+    }
+
+    private async Task<TReply> CallAsync<TRequest, TReply>(string method, TRequest request, MessageParser<TReply> parser,
+        CancellationToken ct)
+        where TRequest : IMessage<TRequest>
+        where TReply : IMessage<TReply>, IMetaReply
+    {
+        var deadline = Environment.TickCount64 + _options.FailoverTimeoutMs;
+        var address = _current;
+        var tried = new HashSet<string>(StringComparer.Ordinal);
+        RpcException? last = null;
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            try
+            {
+                var reply = await Channel(address).UnaryAsync(MetaRpc.ServiceName, method, request, parser,
+                    new CallOptions { TimeoutMs = _options.CallTimeoutMs, CancellationToken = ct }).ConfigureAwait(false);
+                _current = address;
+                NoteIndex(reply.Index);
+                return reply;
+            }
+            catch (RpcException e) when (e.Status is StatusCode.Unavailable or StatusCode.DeadlineExceeded
+                                         && !ct.IsCancellationRequested)
+            {
+                // The same request object, and so the same (session, seq), goes to the next member: the state
+                // machine's reply cache makes a repeated mutation return its first result.
+                last = e;
+                tried.Add(address);
+                var hint = e.Trailers.Get(MetaRpc.LeaderHintTrailer);
+                if (hint is not null && !tried.Contains(hint))
+                {
+                    address = hint;
+                    continue;
+                }
+                var next = _options.Addresses.FirstOrDefault(a => !tried.Contains(a));
+                if (next is null)
+                {
+                    if (Environment.TickCount64 >= deadline)
+                    {
+                        break;
+                    }
+                    await Task.Delay(_options.RetryDelayMs, ct).ConfigureAwait(false);
+                    tried.Clear();
+                    next = _options.Addresses[0];
+                }
+                address = next;
+            }
+        }
+        throw new MetaUnavailableException(
+            $"metaserver {string.Join(",", _options.Addresses)} did not answer {method} within {_options.FailoverTimeoutMs} ms: {last?.Message}",
+            last);
+    }
+
+    private void NoteIndex(ulong index)
+    {
+        var seen = Interlocked.Read(ref _highestIndex);
+        while (index > seen)
+        {
+            var was = Interlocked.CompareExchange(ref _highestIndex, index, seen);
+            if (was == seen)
+            {
+                return;
+            }
+            seen = was;
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        lock (_lock)
+        {
+            foreach (var ch in _channels.Values)
+            {
+                ch.Dispose();
+            }
+            _channels.Clear();
+        }
+        return ValueTask.CompletedTask;
+    }
+}

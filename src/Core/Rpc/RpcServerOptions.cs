@@ -1,0 +1,26 @@
+using Microsoft.Extensions.Logging;
+
+namespace MirrorFS.Core.Rpc;
+
+/// <summary>Settings of an <see cref="RpcServer"/> (and of an <see cref="RpcRouter"/> hosted elsewhere).</summary>
+public sealed class RpcServerOptions
+{
+    /// <summary>"ip:port" to listen on (cleartext HTTP/2); port 0 picks a free one. "localhost:port" means
+    /// 127.0.0.1. Ignored when the router is hosted in an existing WebApplication.</summary>
+    public string Listen { get; init; } = "127.0.0.1:0";
+
+    /// <summary>When set, every call must carry <c>authorization: Bearer &lt;token&gt;</c>.</summary>
+    public string? BearerToken { get; init; }
+
+    /// <summary>Largest request or response message, in bytes (without the 5-byte prefix).</summary>
+    public int MaxMessageBytes { get; init; } = GrpcProtocol.DefaultMaxMessageBytes;
+
+    /// <summary>Most concurrent calls (HTTP/2 streams) per client connection.</summary>
+    public int MaxStreamsPerConnection { get; init; } = 256;
+
+    /// <summary>How long DisposeAsync lets calls finish after cancelling them.</summary>
+    public int ShutdownTimeoutMs { get; init; } = 5_000;
+
+    /// <summary>Where failures are logged (stack traces of handler exceptions go here, never to the caller).</summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
+}
