@@ -153,9 +153,9 @@ public sealed class GoldenTests
     public void Command_encodings_are_frozen()
     {
         var cmds = Commands().ToList();
-        Verify("commands.txt", cmds.Select(x => (x.Name, Convert.ToHexString(x.Cmd.ToByteArray()))));
+        Verify("meta-commands.txt", cmds.Select(x => (x.Name, Convert.ToHexString(x.Cmd.ToByteArray()))));
         // And the frozen bytes still decode to the same records.
-        var golden = ReadGolden("commands.txt");
+        var golden = ReadGolden("meta-commands.txt");
         foreach (var (name, cmd) in cmds)
         {
             Assert.Equal(cmd, Command.Parser.ParseFrom(Convert.FromHexString(golden[name])));
@@ -193,10 +193,10 @@ public sealed class GoldenTests
             ("snapshot_v1_fixed_state", Convert.ToHexString(bytes)),
             ("replies_fixed_state", string.Join(":", replies.Select(r => Convert.ToHexString(r.Reply)))),
         };
-        Verify("snapshot.txt", actual);
+        Verify("meta-snapshot.txt", actual);
 
         // The frozen snapshot still restores, to a state that re-encodes identically.
-        var golden = Convert.FromHexString(ReadGolden("snapshot.txt")["snapshot_v1_fixed_state"]);
+        var golden = Convert.FromHexString(ReadGolden("meta-snapshot.txt")["snapshot_v1_fixed_state"]);
         using var restored = new MetaStateMachine();
         restored.RestoreSnapshot(new MemoryStream(golden));
         using var again = new MemoryStream();
