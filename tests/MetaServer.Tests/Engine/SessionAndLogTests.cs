@@ -152,19 +152,21 @@ public sealed class SessionAndLogTests
     }
 
     [Fact]
-    public async Task Stale_prepared_ids_are_refused_and_the_service_prepares_again()
+    public async Task Stale_prepared_ids_are_replaced_by_the_next_free_ones()
     {
         byte[]? inject = null;
         using var h = await StartAsync(logFactory: sm => new InterposingLog(sm, () => Interlocked.Exchange(ref inject, null)));
         var (nextInode, nextSlice, _, _) = h.State.Counters();
 
-        // Directly: an entry whose inode number is below the state's counter changes nothing.
+        // Directly: an entry whose prepared inode number was already handed out gets the next free one.
         var stale = new Command { NowNs = StartNs, NewInode = 1, Mkdir = new MkdirRequest { Parent = Root, Name = N("stale") } };
         var reply = MkdirReply.Parser.ParseFrom((await h.Log.ProposeAsync(stale.ToByteArray())).Reply);
-        Assert.Equal(Errno.EAGAIN, reply.Errno);
-        Assert.Equal(Errno.ENOENT, (await h.Lookup(Root, "stale")).Errno);
+        Assert.Equal((0, nextInode), (reply.Errno, reply.Attr.Inode));
+        Assert.Equal(nextInode, await h.Ino(Root, "stale"));
+        Assert.Equal(Root, (await h.Attr(Root)).Inode);
+        nextInode++;
 
-        // Through the service: the foreign entry takes higher numbers first, so our prepared ones conflict once.
+        // Through the service: an "old leader" entry takes higher numbers first, so ours are taken and replaced.
         inject = new Command
         {
             NowNs = StartNs,
@@ -178,6 +180,79 @@ public sealed class SessionAndLogTests
 
         inject = new Command { NowNs = StartNs, NewId = nextSlice + 100, NewSliceIds = new NewSliceIdsRequest { Count = 10 } }.ToByteArray();
         Assert.Equal(nextSlice + 110, await h.NewSliceIds(2));
+    }
+
+    /// <summary>Holds each odd proposal until the next one arrives, then appends the later one first.</summary>
+    private sealed class SwappingLog(IStateMachine machine) : IReplicatedLog
+    {
+        private readonly InMemoryLog _inner = new(machine);
+        private readonly Lock _gate = new();
+        private (byte[] Command, TaskCompletionSource<(ulong, byte[])> Done)? _held;
+
+        public ulong CommitIndex => _inner.CommitIndex;
+
+        public ulong AppliedIndex => _inner.AppliedIndex;
+
+        public bool Swapping { get; set; }
+
+        public async Task<(ulong Index, byte[] Reply)> ProposeAsync(ReadOnlyMemory<byte> command, CancellationToken ct = default)
+        {
+            TaskCompletionSource<(ulong, byte[])>? wait = null;
+            (byte[] Command, TaskCompletionSource<(ulong, byte[])> Done)? held;
+            lock (_gate)
+            {
+                held = _held;
+                _held = null;
+                if (held is null && Swapping)
+                {
+                    wait = new TaskCompletionSource<(ulong, byte[])>(TaskCreationOptions.RunContinuationsAsynchronously);
+                    _held = (command.ToArray(), wait);
+                }
+            }
+            if (wait is not null)
+            {
+                return await wait.Task;
+            }
+            var mine = await _inner.ProposeAsync(command, ct);
+            if (held is { } earlier)
+            {
+                earlier.Done.SetResult(await _inner.ProposeAsync(earlier.Command, ct));
+            }
+            return mine;
+        }
+
+        public Task<ulong> ReadBarrierAsync(CancellationToken ct = default) => _inner.ReadBarrierAsync(ct);
+
+        public ValueTask DisposeAsync() => _inner.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Proposals_appended_out_of_prepare_order_still_get_unique_ids()
+    {
+        SwappingLog? log = null;
+        using var h = await StartAsync(logFactory: sm => log = new SwappingLog(sm));
+        log!.Swapping = true;
+        var (nextInode, nextSlice, _, _) = h.State.Counters();
+        // Both in flight: neither reply has been received, so neither is acknowledged.
+        MkdirRequest InFlight(string name)
+        {
+            var r = h.Stamp(new MkdirRequest { Parent = Root, Name = N(name), Mode = 0x1ED });
+            r.AckedSeq = 0;
+            return r;
+        }
+        var first = h.Svc.MkdirAsync(InFlight("first"));
+        var second = h.Svc.MkdirAsync(InFlight("second"));
+        var (a, b) = (await first, await second);
+        Assert.Equal((0, 0), (a.Errno, b.Errno));
+        Assert.Equal(nextInode + 1, b.Attr.Inode); // appended first: keeps its prepared number
+        Assert.Equal(nextInode + 2, a.Attr.Inode); // its prepared number was passed: the next free one
+        Assert.Equal(a.Attr.Inode, await h.Ino(Root, "first"));
+
+        var s1 = h.Svc.NewSliceIdsAsync(new NewSliceIdsRequest { SessionId = h.Session, Seq = 1001, Count = 5 });
+        var s2 = h.Svc.NewSliceIdsAsync(new NewSliceIdsRequest { SessionId = h.Session, Seq = 1002, Count = 5 });
+        var (r1, r2) = (await s1, await s2);
+        Assert.Equal(nextSlice + 5, r2.FirstId);
+        Assert.Equal(nextSlice + 10, r1.FirstId);
     }
 
     [Fact]
