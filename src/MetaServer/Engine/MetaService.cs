@@ -9,16 +9,14 @@ namespace MirrorFS.MetaServer.Engine;
 /// One method per <c>service Meta</c> call. Mutating calls become <see cref="Command"/> records prepared here — a
 /// strictly increasing timestamp from <see cref="TimeProvider"/>, new inode numbers, slice ids and session ids from
 /// cursors that never fall behind the state's counters — then go through <see cref="IReplicatedLog.ProposeAsync"/>.
-/// Preparing and handing the entry to the log happen under one lock, so entries reach the log in the order their
-/// values were assigned. If the state still rejects the values (a new leader whose state lagged its log), the reply
-/// is EAGAIN with nothing changed, and the call is prepared again. Reads wait for
+/// Preparing and handing the entry to the log happen under one lock, so with a log that appends in call order the
+/// entries carry increasing ids. Should an entry still arrive with an id already handed out (the log reordered
+/// proposals, or a new leader's state lagged its log), apply gives it the next free id instead and the reply tells
+/// which. Reads wait for
 /// <see cref="IReplicatedLog.ReadBarrierAsync"/>, then read the state. <see cref="NotLeaderException"/> propagates.
 /// </summary>
 public sealed class MetaService
 {
-    /// <summary>Attempts per call when prepared ids conflict with the applied state.</summary>
-    public const int PrepareAttemptsMax = 4;
-
     private readonly MetaStateMachine _state;
     private readonly IReplicatedLog _log;
     private readonly TimeProvider _time;
@@ -36,6 +34,9 @@ public sealed class MetaService
     }
 
     public MetaStateMachine State => _state;
+
+    /// <summary>A session whose last call is older than this is expired by <see cref="ExpireSessionsAsync(CancellationToken)"/>.</summary>
+    public TimeSpan SessionTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
     private enum Alloc { None, Inode, Slices, Session }
 
@@ -75,23 +76,16 @@ public sealed class MetaService
         op.SessionId = 0;
         op.Seq = 0;
         op.AckedSeq = 0;
-        for (var attempt = 1; ; attempt++)
+        var cmd = new Command { SessionId = request.SessionId, Seq = request.Seq, AckedSeq = request.AckedSeq };
+        embed(cmd, op);
+        Task<(ulong Index, byte[] Reply)> proposal;
+        lock (_prepare)
         {
-            var cmd = new Command { SessionId = request.SessionId, Seq = request.Seq, AckedSeq = request.AckedSeq };
-            embed(cmd, op);
-            Task<(ulong Index, byte[] Reply)> proposal;
-            lock (_prepare)
-            {
-                Prepare(cmd, alloc, count);
-                proposal = _log.ProposeAsync(cmd.ToByteArray(), ct);
-            }
-            var (_, bytes) = await proposal;
-            var reply = parser.ParseFrom(bytes);
-            if (reply.Errno != Errno.EAGAIN || alloc == Alloc.None || attempt >= PrepareAttemptsMax)
-            {
-                return reply;
-            }
+            Prepare(cmd, alloc, count);
+            proposal = _log.ProposeAsync(cmd.ToByteArray(), ct);
         }
+        var (_, bytes) = await proposal;
+        return parser.ParseFrom(bytes);
     }
 
     // ---- mutating calls ----
@@ -140,7 +134,7 @@ public sealed class MetaService
 
     public Task<NewSliceIdsReply> NewSliceIdsAsync(NewSliceIdsRequest r, CancellationToken ct = default) =>
         MutateAsync(r, static (c, o) => c.NewSliceIds = o, Alloc.Slices, NewSliceIdsReply.Parser, ct,
-            Math.Clamp(r.Count, 1, MetaLimits.NewSliceIdsCountMax));
+            r.Count <= MetaLimits.NewSliceIdsCountMax ? r.Count : 0); // an invalid count reserves nothing
 
     public Task<WriteSliceReply> WriteSliceAsync(WriteSliceRequest r, CancellationToken ct = default) =>
         MutateAsync(r, static (c, o) => c.WriteSlice = o, Alloc.None, WriteSliceReply.Parser, ct);
@@ -167,6 +161,9 @@ public sealed class MetaService
         }
         return MutateAsync(r, static (c, o) => c.Format = o, Alloc.None, FormatReply.Parser, ct);
     }
+
+    /// <summary>Expires sessions idle for longer than <see cref="SessionTimeout"/>; see <see cref="ExpireSessionsAsync(TimeSpan, CancellationToken)"/>.</summary>
+    public Task<ExpireSessionsReply> ExpireSessionsAsync(CancellationToken ct = default) => ExpireSessionsAsync(SessionTimeout, ct);
 
     /// <summary>
     /// Closes sessions idle for longer than <paramref name="timeout"/> (releasing their open files) through one

@@ -10,16 +10,11 @@ public sealed partial class MetaStateMachine
 {
     private NewSliceIdsReply NewSliceIds(Command cmd, NewSliceIdsRequest r)
     {
-        if (r.Count == 0 || r.Count > MetaLimits.NewSliceIdsCountMax || cmd.NewId == 0)
+        if (r.Count == 0 || r.Count > MetaLimits.NewSliceIdsCountMax)
         {
             return new NewSliceIdsReply { Errno = Errno.EINVAL };
         }
-        if (cmd.NewId < _s.NextSliceId)
-        {
-            return new NewSliceIdsReply { Errno = Errno.EAGAIN };
-        }
-        _s.NextSliceId = cmd.NewId + r.Count;
-        return new NewSliceIdsReply { FirstId = cmd.NewId, Count = r.Count };
+        return new NewSliceIdsReply { FirstId = Claim(ref _s.NextSliceId, cmd.NewId, r.Count), Count = r.Count };
     }
 
     private int WriteSlice(WriteSliceRequest r, out Attr? attr)
@@ -335,15 +330,7 @@ public sealed partial class MetaStateMachine
 
     private NewSessionReply NewSession(Command cmd, NewSessionRequest r)
     {
-        if (cmd.NewId == 0)
-        {
-            return new NewSessionReply { Errno = Errno.EINVAL };
-        }
-        if (cmd.NewId < _s.NextSessionId)
-        {
-            return new NewSessionReply { Errno = Errno.EAGAIN };
-        }
-        _s.NextSessionId = cmd.NewId + 1;
+        var id = Claim(ref _s.NextSessionId, cmd.NewId, 1);
         var info = r.Info?.ToByteArray() ?? [];
         if (info.Length > MetaLimits.SessionInfoBytesMax)
         {
@@ -353,8 +340,8 @@ public sealed partial class MetaStateMachine
         {
             return new NewSessionReply { Errno = Errno.ENOSPC };
         }
-        _s.Sessions.Add(cmd.NewId, new Session(cmd.NewId, info, _now));
-        return new NewSessionReply { SessionId = cmd.NewId };
+        _s.Sessions.Add(id, new Session(id, info, _now));
+        return new NewSessionReply { SessionId = id };
     }
 
     /// <summary>Releases every open file of the session (in inode order) and forgets it.</summary>

@@ -10,10 +10,7 @@ public sealed partial class MetaStateMachine
     private int Mknod(Command cmd, MknodRequest r, out Attr? attr)
     {
         attr = null;
-        if (!ClaimInode(cmd))
-        {
-            return Errno.EAGAIN;
-        }
+        var ino = ClaimInode(cmd);
         var type = PosixMode.Type(r.Mode);
         switch (type)
         {
@@ -28,44 +25,35 @@ public sealed partial class MetaStateMachine
                 return Errno.EINVAL;
         }
         var dev = type is PosixMode.Char or PosixMode.Block;
-        return CreateNode(cmd.NewInode, r.Cred, r.Parent, r.Name, type, r.Mode, r.Umask, dev ? r.Rdev : 0, null,
+        return CreateNode(ino, r.Cred, r.Parent, r.Name, type, r.Mode, r.Umask, dev ? r.Rdev : 0, null,
             dev && !IsRoot(r.Cred), out attr);
     }
 
     private int Create(Command cmd, CreateRequest r, out Attr? attr)
     {
         attr = null;
-        if (!ClaimInode(cmd))
-        {
-            return Errno.EAGAIN;
-        }
+        var ino = ClaimInode(cmd);
         if (_session is null)
         {
             return Errno.EINVAL; // an open needs a session to belong to
         }
-        var e = CreateNode(cmd.NewInode, r.Cred, r.Parent, r.Name, PosixMode.Regular, r.Mode, r.Umask, 0, null, false, out attr);
+        var e = CreateNode(ino, r.Cred, r.Parent, r.Name, PosixMode.Regular, r.Mode, r.Umask, 0, null, false, out attr);
         if (e == Errno.OK)
         {
-            TrackOpen(_session, cmd.NewInode);
+            TrackOpen(_session, ino);
         }
         return e;
     }
 
     private int Mkdir(Command cmd, MkdirRequest r, out Attr? attr)
     {
-        attr = null;
-        return ClaimInode(cmd)
-            ? CreateNode(cmd.NewInode, r.Cred, r.Parent, r.Name, PosixMode.Directory, r.Mode, r.Umask, 0, null, false, out attr)
-            : Errno.EAGAIN;
+        return CreateNode(ClaimInode(cmd), r.Cred, r.Parent, r.Name, PosixMode.Directory, r.Mode, r.Umask, 0, null, false, out attr);
     }
 
     private int Symlink(Command cmd, SymlinkRequest r, out Attr? attr)
     {
         attr = null;
-        if (!ClaimInode(cmd))
-        {
-            return Errno.EAGAIN;
-        }
+        var ino = ClaimInode(cmd);
         if (r.Target.IsEmpty)
         {
             return Errno.ENOENT;
@@ -78,7 +66,7 @@ public sealed partial class MetaStateMachine
         {
             return Errno.EINVAL;
         }
-        return CreateNode(cmd.NewInode, r.Cred, r.Parent, r.Name, PosixMode.Symlink, 0x1FF, 0, 0, r.Target.ToByteArray(), false, out attr);
+        return CreateNode(ino, r.Cred, r.Parent, r.Name, PosixMode.Symlink, 0x1FF, 0, 0, r.Target.ToByteArray(), false, out attr);
     }
 
     /// <summary>Common part of every create: checks in Linux order, owner and setgid rules, then links the new inode.</summary>
@@ -114,7 +102,7 @@ public sealed partial class MetaStateMachine
         }
         if (_s.Inodes.ContainsKey(ino))
         {
-            return Errno.EAGAIN; // never reached while the leader's cursor is honest; never overwrite
+            return Errno.EIO; // claimed ids are above every existing inode; never overwrite one if that breaks
         }
 
         var isDir = type == PosixMode.Directory;

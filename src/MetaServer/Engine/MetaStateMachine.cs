@@ -39,6 +39,11 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
         _lock.EnterWriteLock();
         try
         {
+            if (index <= _s.AppliedIndex)
+            {
+                throw new InvalidOperationException(
+                    $"log entry {index} applied after entry {_s.AppliedIndex}; the log must apply entries once, in order");
+            }
             _s.AppliedIndex = index;
             var reply = cmd is null ? ErrorReply(Errno.EINVAL, index) : ApplyCommand(index, cmd, command.IsEmpty);
             Volatile.Write(ref _applied, index);
@@ -100,8 +105,7 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
         var reply = Dispatch(cmd);
         reply.Index = index;
         var bytes = ((IMessage)reply).ToByteArray();
-        // EAGAIN means the prepared ids conflicted: nothing changed, and the retry must be applied afresh.
-        if (_session is not null && cmd.Seq != 0 && reply.Errno != Errno.EAGAIN && _s.Sessions.ContainsKey(_session.Id))
+        if (_session is not null && cmd.Seq != 0 && _s.Sessions.ContainsKey(_session.Id))
         {
             Remember(_session, cmd.Seq, bytes);
         }
@@ -335,16 +339,19 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
         return _s.UsedBytes - Align4K(oldSize) + Align4K(newSize) > v.CapacityBytes;
     }
 
-    /// <summary>Takes the prepared inode number; false if the leader's cursor was behind the log (EAGAIN).</summary>
-    private bool ClaimInode(Command cmd)
+    /// <summary>
+    /// The id a command gets: the leader's prepared one, unless a number at or above it was already handed out
+    /// (entries reordered between prepare and append, or a new leader whose state lagged its log); then the next
+    /// unused one from the state's counter. Either way ids only grow, are never reused, and every replica agrees.
+    /// </summary>
+    private static ulong Claim(ref ulong next, ulong prepared, ulong count)
     {
-        if (cmd.NewInode < _s.NextInode)
-        {
-            return false;
-        }
-        _s.NextInode = cmd.NewInode + 1;
-        return true;
+        var id = Math.Max(prepared, next);
+        next = id + count;
+        return id;
     }
+
+    private ulong ClaimInode(Command cmd) => Claim(ref _s.NextInode, cmd.NewInode, 1);
 
     /// <summary>Removes an inode and everything hanging off it; its slices go to the pending-delete list.</summary>
     private void DeleteInode(ulong ino)
