@@ -16,7 +16,7 @@ public readonly record struct ByteRange(long Offset, long Length)
 /// <summary>
 /// Object storage as MirrorFS uses it. Every call is idempotent. "Not found" is one outcome for every
 /// backend: <see cref="GetAsync"/> and <see cref="HeadAsync"/> return null, <see cref="DeleteAsync"/> succeeds.
-/// Transient failures are retried inside the store; what escapes is an <see cref="ObjectStoreException"/>.
+/// Stores report failures as <see cref="ObjectStoreException"/> and do not retry; <see cref="RetryingObjectStore"/> retries the transient ones.
 /// </summary>
 public interface IObjectStore : IAsyncDisposable
 {

@@ -31,7 +31,7 @@ public static partial class ObjectStoreFactory
         {
             "file" => OpenFile(uri, u),
             "mem" => new MemoryObjectStore(),
-            //S3 "s3" => Prefixed(new S3.S3ObjectStore(S3.S3Options.FromUri(u)), u),
+            "s3" => Prefixed(new S3.S3ObjectStore(S3.S3Options.FromUri(u)), u),
             "oss" => Prefixed(new Oss.OssObjectStore(Oss.OssOptions.FromUri(u)), u),
             _ => throw new StoreUriException($"storage URI '{Redact(uri)}' has unknown scheme '{u.Scheme}': {ExpectedForms}"),
         };
