@@ -223,6 +223,10 @@ internal sealed class FileWriter
             }
             lock (_lock)
             {
+                if (_open.Count == 0 && _pending == 0)
+                {
+                    _dirtyEnd = 0; // clean: an old end (before a truncate) no longer counts
+                }
                 Append((uint)BlockLayout.ChunkIndex(pos), inChunk, data.Span.Slice(done, n), cred);
                 _dirtyEnd = Math.Max(_dirtyEnd, pos + n);
             }
@@ -274,8 +278,17 @@ internal sealed class FileWriter
 
     private async Task UploadAsync(SliceBuffer s, int index, byte[] data)
     {
-        var id = await s.Id;
-        await _blocks.UploadAsync(_blocks.Key(id, index, data.Length), data, CancellationToken.None);
+        try
+        {
+            var id = await s.Id;
+            await _blocks.UploadAsync(_blocks.Key(id, index, data.Length), data, CancellationToken.None);
+        }
+        catch
+        {
+            // Surface the failure on the next write already, not only when the slice ends.
+            Fail(Errno.EIO);
+            throw;
+        }
     }
 
     /// <summary>Ends a slice (call under the lock): uploads its partial last block, then queues its commit.</summary>

@@ -35,7 +35,7 @@ public sealed record VfsSetAttr
 /// resolve chunk slice lists (cached until the inode's length or mtime changes, or the file is opened again:
 /// close-to-open) and fetch blocks through memory and disk caches.
 /// </summary>
-public sealed class Vfs : IAsyncDisposable
+public sealed class MirrorVfs : IAsyncDisposable
 {
     private readonly MetaSession _session;
     private readonly BlockStore _blocks;
@@ -50,7 +50,7 @@ public sealed class Vfs : IAsyncDisposable
     private long _nextHandle;
     private int _disposed;
 
-    private Vfs(MetaSession session, bool ownsSession, IObjectStore store, Volume volume, VfsOptions options, ILogger log)
+    private MirrorVfs(MetaSession session, bool ownsSession, IObjectStore store, Volume volume, VfsOptions options, ILogger log)
     {
         _session = session;
         _ownsSession = ownsSession;
@@ -79,7 +79,7 @@ public sealed class Vfs : IAsyncDisposable
 
     /// <summary>Starts a session on <paramref name="meta"/>, reads the volume settings, and returns a ready VFS that
     /// closes the session when disposed.</summary>
-    public static async Task<Vfs> CreateAsync(IMetaClient meta, IObjectStore store, VfsOptions? options = null,
+    public static async Task<MirrorVfs> CreateAsync(IMetaClient meta, IObjectStore store, VfsOptions? options = null,
         ILogger? log = null, MetaSessionOptions? sessionOptions = null, CancellationToken ct = default)
     {
         log ??= NullLogger.Instance;
@@ -95,7 +95,7 @@ public sealed class Vfs : IAsyncDisposable
         }
     }
 
-    public static async Task<Vfs> CreateAsync(MetaSession session, IObjectStore store, VfsOptions? options, ILogger? log,
+    public static async Task<MirrorVfs> CreateAsync(MetaSession session, IObjectStore store, VfsOptions? options, ILogger? log,
         bool ownsSession, CancellationToken ct = default)
     {
         var v = await session.ReadAsync(new GetVolumeRequest { Cred = new Credentials() }, static (m, r, c) => m.GetVolumeAsync(r, c), ct);
@@ -103,7 +103,7 @@ public sealed class Vfs : IAsyncDisposable
         {
             throw new IOException($"metaserver has no volume (errno {v.Errno}); run `mirrorfs format` first");
         }
-        return new Vfs(session, ownsSession, store, v.Volume, options ?? new VfsOptions(), log ?? NullLogger.Instance);
+        return new MirrorVfs(session, ownsSession, store, v.Volume, options ?? new VfsOptions(), log ?? NullLogger.Instance);
     }
 
     // ---- plumbing ----
