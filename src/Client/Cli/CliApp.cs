@@ -31,7 +31,9 @@ public static class CliApp
         {
             var cmd = parse.CommandResult.Command;
             var help = cmd == root ? "mirrorfs --help" : $"mirrorfs {cmd.Name} --help";
-            await ctx.Err.WriteLineAsync($"mirrorfs: {parse.Errors[0].Message} (see {help})").ConfigureAwait(false);
+            // Several errors (e.g. an unknown word and so no command) still make one line.
+            var messages = string.Join("; ", parse.Errors.Select(e => MetaConnection.FirstLine(e.Message)).Distinct());
+            await ctx.Err.WriteLineAsync($"mirrorfs: {messages} (see {help})").ConfigureAwait(false);
             return Usage;
         }
         return await parse.InvokeAsync(new InvocationConfiguration

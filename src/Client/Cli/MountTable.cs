@@ -20,8 +20,8 @@ public static class MountTable
         foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {
             var f = line.Split(' ');
-            var dash = Array.IndexOf(f, "-", 6);
-            if (f.Length < 7 || dash < 0 || dash + 2 >= f.Length)
+            var dash = f.Length < 7 ? -1 : Array.IndexOf(f, "-", 6);
+            if (dash < 0 || dash + 2 >= f.Length)
             {
                 continue;
             }
