@@ -31,9 +31,11 @@ public static class CliApp
         {
             var cmd = parse.CommandResult.Command;
             var help = cmd == root ? "mirrorfs --help" : $"mirrorfs {cmd.Name} --help";
-            // Several errors (e.g. an unknown word and so no command) still make one line.
-            var messages = string.Join("; ", parse.Errors.Select(e => MetaConnection.FirstLine(e.Message)).Distinct());
-            await ctx.Err.WriteLineAsync($"mirrorfs: {messages} (see {help})").ConfigureAwait(false);
+            // An unknown word also leaves "no command given" and one error per later word: the first specific one is
+            // the useful line.
+            var error = parse.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal))
+                        ?? parse.Errors[0];
+            await ctx.Err.WriteLineAsync($"mirrorfs: {MetaConnection.FirstLine(error.Message)} (see {help})").ConfigureAwait(false);
             return Usage;
         }
         return await parse.InvokeAsync(new InvocationConfiguration
