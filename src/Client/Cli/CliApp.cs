@@ -18,6 +18,7 @@ public static class CliApp
         root.Subcommands.Add(FormatCommand.Create(ctx));
         root.Subcommands.Add(StatusCommand.Create(ctx));
         root.Subcommands.Add(InfoCommand.Create(ctx));
+        root.Subcommands.Add(MountCommand.Create(ctx));
         root.Subcommands.Add(UmountCommand.Create(ctx));
         root.Subcommands.Add(BenchCommand.Create(ctx));
         root.Subcommands.Add(ObjBenchCommand.Create(ctx));
