@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-machine MirrorFS: builds (Release), runs a metaserver, formats volume myfs on a local file store and mounts it
 # at ./mnt. Rerunning reuses what is already running. `bash deploy/quickstart.sh stop` unmounts and stops it all.
-# Run from the repository root after `bash deploy/install-deps.sh`.
+# Installs fuse3 first (deploy/install-deps.sh) when it is missing and this runs as root.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -55,7 +55,11 @@ elif [[ $# -gt 0 ]]; then
 fi
 
 command -v dotnet >/dev/null || die "dotnet is not installed: install the .NET 10 SDK first"
-command -v fusermount3 >/dev/null || die "fusermount3 is missing: run 'bash deploy/install-deps.sh' first"
+if ! command -v fusermount3 >/dev/null; then
+  [[ $(id -u) == 0 ]] || die "fusermount3 is missing: run 'sudo bash deploy/install-deps.sh' first"
+  say "installing fuse3 and the test dependencies (deploy/install-deps.sh)"
+  bash deploy/install-deps.sh
+fi
 
 say "building (Release)"
 dotnet build src/MetaServer -c Release -nologo -v quiet >/dev/null || die "building src/MetaServer failed: run 'dotnet build src/MetaServer -c Release' to see why"
