@@ -25,6 +25,11 @@ public sealed class SimOptions
     public double Heal { get; init; } = 0.004;
     public double Crash { get; init; } = 0.0015;
     public double Restart { get; init; } = 0.006;
+
+    /// <summary>A node stops (GC pause, VM stall) with its messages queued: a leader that wakes may be deposed.</summary>
+    public double Pause { get; init; } = 0.002;
+
+    public int PauseUnitsMax { get; init; } = 200;
     public double TornCrashPerReady { get; init; } = 0.002;
     public double ConfChange { get; init; } = 0.003;
     public double Transfer { get; init; } = 0.0015;
@@ -59,6 +64,7 @@ public sealed class SimStats
     public long Transfers { get; set; }
     public long OpsChecked { get; set; }
     public long ReadsServed { get; set; }
+    public long ReadsByDeposedLeaders { get; set; }
     public long EntriesApplied { get; set; }
 
     public void Add(SimStats o)
@@ -71,11 +77,12 @@ public sealed class SimStats
         Transfers += o.Transfers;
         OpsChecked += o.OpsChecked;
         ReadsServed += o.ReadsServed;
+        ReadsByDeposedLeaders += o.ReadsByDeposedLeaders;
         EntriesApplied += o.EntriesApplied;
     }
 
     public override string ToString() =>
-        $"elections {Elections}, crashes {Crashes} (torn {TornCrashes}), snapshots installed {SnapshotsInstalled}, conf changes {ConfChanges}, transfers {Transfers}, entries applied {EntriesApplied}, reads {ReadsServed}, ops checked {OpsChecked}";
+        $"elections {Elections}, crashes {Crashes} (torn {TornCrashes}), snapshots installed {SnapshotsInstalled}, conf changes {ConfChanges}, transfers {Transfers}, entries applied {EntriesApplied}, reads {ReadsServed} (by deposed leaders {ReadsByDeposedLeaders}), ops checked {OpsChecked}";
 }
 
 /// <summary>A deterministic key-value state machine: commands are "opId|key|value".</summary>
@@ -143,10 +150,15 @@ internal sealed class SimDisk
         index == Snap.Index ? Snap.Term : index < Snap.Index || index > LastIndex ? null : Log[(int)(index - Snap.Index - 1)].Term;
 }
 
-internal sealed class SimNode(ulong id, int phase) : ISnapshotSource
+internal sealed class SimNode(ulong id, int phase, int unitsPerTick) : ISnapshotSource
 {
     public ulong Id { get; } = id;
     public int Phase { get; } = phase;
+
+    /// <summary>Each node's clock runs at its own rate (drift); Raft's safety must not depend on it.</summary>
+    public int UnitsPerTick { get; } = unitsPerTick;
+
+    public long PausedUntil { get; set; }
     public SimDisk Disk { get; } = new();
     public RaftNode? Core { get; set; }
     public KvStateMachine? Sm { get; set; }
@@ -210,7 +222,7 @@ public sealed class RaftSimulation
         var voters = Enumerable.Range(1, options.InitialVoters).Select(i => (ulong)i).ToArray();
         for (var i = 1; i <= options.Nodes; i++)
         {
-            var n = new SimNode((ulong)i, _rng.Next(options.UnitsPerTick));
+            var n = new SimNode((ulong)i, _rng.Next(options.UnitsPerTick), options.UnitsPerTick - 1 + _rng.Next(3));
             n.Disk.Snap = new SnapshotMeta(0, 0, i <= options.InitialVoters ? voters : []);
             _nodes.Add(n);
             Start(n);
@@ -233,6 +245,10 @@ public sealed class RaftSimulation
             }
             _faults = false;
             Array.Clear(_group);
+            foreach (var n in _nodes)
+            {
+                n.PausedUntil = 0;
+            }
             foreach (var n in _nodes.Where(n => !n.Up))
             {
                 Start(n);
@@ -301,7 +317,7 @@ public sealed class RaftSimulation
     {
         foreach (var n in _nodes)
         {
-            if (n.Up && (_now + n.Phase) % _o.UnitsPerTick == 0)
+            if (n.Up && n.PausedUntil <= _now && (_now + n.Phase) % n.UnitsPerTick == 0)
             {
                 n.Core!.Tick();
                 Drain(n);
@@ -313,6 +329,11 @@ public sealed class RaftSimulation
             var to = _nodes[(int)m.To - 1];
             if (!to.Up || _group[m.From - 1] != _group[m.To - 1])
             {
+                continue;
+            }
+            if (to.PausedUntil > _now)
+            {
+                _net.Enqueue(m, (to.PausedUntil + _rng.Next(_o.DelayUnitsMax), _seq++));
                 continue;
             }
             Trace($"deliver {m}");
@@ -344,6 +365,16 @@ public sealed class RaftSimulation
                 Crash(up[_rng.Next(up.Count)]);
             }
         }
+        if (_rng.NextDouble() < _o.Pause)
+        {
+            var up = _nodes.Where(n => n.Up).ToList();
+            if (up.Count > 0)
+            {
+                var p = up[_rng.Next(up.Count)];
+                p.PausedUntil = _now + 1 + _rng.Next(_o.PauseUnitsMax);
+                Trace($"pause n{p.Id} until {p.PausedUntil}");
+            }
+        }
         if (_rng.NextDouble() < _o.Restart)
         {
             var down = _nodes.Where(n => !n.Up).ToList();
@@ -352,7 +383,7 @@ public sealed class RaftSimulation
                 Start(down[_rng.Next(down.Count)]);
             }
         }
-        var leaders = _nodes.Where(n => n.Up && n.Core!.Role == RaftRole.Leader).ToList();
+        var leaders = _nodes.Where(n => n.Up && n.PausedUntil <= _now && n.Core!.Role == RaftRole.Leader).ToList();
         if (leaders.Count == 0)
         {
             return;
@@ -612,6 +643,12 @@ public sealed class RaftSimulation
         var core = n.Core!;
         if (core.Role != RaftRole.Leader)
         {
+            // A leader that just stepped down (e.g. removed by a membership change it committed) may have committed
+            // entries in the same step: still record them.
+            if (n.LeaderTermSeen == core.Term)
+            {
+                RecordCommits(n);
+            }
             return;
         }
         if (_leaderOfTerm.TryGetValue(core.Term, out var other) && other != n.Id)
@@ -633,6 +670,12 @@ public sealed class RaftSimulation
                 }
             }
         }
+        RecordCommits(n);
+    }
+
+    private void RecordCommits(SimNode n)
+    {
+        var core = n.Core!;
         for (var i = n.CommitSeen + 1; i <= core.Commit; i++)
         {
             var t = core.TermAt(i)!.Value;
@@ -686,7 +729,7 @@ public sealed class RaftSimulation
             {
                 continue;
             }
-            var leaders = _nodes.Where(n => n.Up && n.Core!.Role == RaftRole.Leader).ToList();
+            var leaders = _nodes.Where(n => n.Up && n.PausedUntil <= _now && n.Core!.Role == RaftRole.Leader).ToList();
             if (leaders.Count == 0)
             {
                 continue;
@@ -745,6 +788,10 @@ public sealed class RaftSimulation
                 var value = n.Sm.Get(c.Key);
                 _history.Add(new KvOp(i, c.Call, _clock++, false, c.Key, value));
                 Stats.ReadsServed++;
+                if (_leaderOfTerm.Keys.Max() > n.Core!.Term)
+                {
+                    Stats.ReadsByDeposedLeaders++;
+                }
                 _clients[i] = null;
                 Trace($"client {i} read {c.Key}={value}");
             }
