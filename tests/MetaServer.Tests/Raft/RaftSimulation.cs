@@ -29,15 +29,15 @@ public sealed class SimOptions
     /// <summary>A node stops (GC pause, VM stall) with its messages queued: a leader that wakes may be deposed.</summary>
     public double Pause { get; init; } = 0.002;
 
-    public int PauseUnitsMax { get; init; } = 200;
+    public int PauseUnitsMax { get; init; } = 300;
     public double TornCrashPerReady { get; init; } = 0.002;
     public double ConfChange { get; init; } = 0.003;
     public double Transfer { get; init; } = 0.0015;
-    public double ClientStart { get; init; } = 0.25;
+    public double ClientStart { get; init; } = 0.06;
     public int Clients { get; init; } = 3;
-    public int Keys { get; init; } = 4;
+    public int Keys { get; init; } = 6;
     public int OpsPerKeyMax { get; init; } = 24;
-    public int ClientTimeoutUnits { get; init; } = 300;
+    public int ClientTimeoutUnits { get; init; } = 80;
     public ulong CompactEveryEntries { get; init; } = 20;
     public int SnapshotChunkBytesMax { get; init; } = 40;
 
@@ -205,6 +205,7 @@ public sealed class RaftSimulation
     private readonly List<KvOp> _history = [];
     private readonly Dictionary<string, int> _opsPerKey = [];
     private readonly Pending?[] _clients;
+    private readonly ulong[] _clientLeader;
 
     private sealed record Pending(long OpId, ulong Node, bool IsPut, string Key, string? Value, long Call, long Deadline)
     {
@@ -219,6 +220,7 @@ public sealed class RaftSimulation
         _rng = new Random(seed);
         _group = new int[options.Nodes];
         _clients = new Pending?[options.Clients];
+        _clientLeader = new ulong[options.Clients];
         var voters = Enumerable.Range(1, options.InitialVoters).Select(i => (ulong)i).ToArray();
         for (var i = 1; i <= options.Nodes; i++)
         {
@@ -315,6 +317,7 @@ public sealed class RaftSimulation
 
     private void Step()
     {
+        RunClients();
         foreach (var n in _nodes)
         {
             if (n.Up && n.PausedUntil <= _now && (_now + n.Phase) % n.UnitsPerTick == 0)
@@ -333,14 +336,14 @@ public sealed class RaftSimulation
             }
             if (to.PausedUntil > _now)
             {
-                _net.Enqueue(m, (to.PausedUntil + _rng.Next(_o.DelayUnitsMax), _seq++));
+                // The backlog is read after waking, interleaved with new requests.
+                _net.Enqueue(m, (to.PausedUntil + 1 + _rng.Next(3 * _o.DelayUnitsMax), _seq++));
                 continue;
             }
             Trace($"deliver {m}");
             to.Core!.Step(m);
             Drain(to);
         }
-        RunClients();
     }
 
     private void InjectFaults()
@@ -729,12 +732,22 @@ public sealed class RaftSimulation
             {
                 continue;
             }
-            var leaders = _nodes.Where(n => n.Up && n.PausedUntil <= _now && n.Core!.Role == RaftRole.Leader).ToList();
+            var leaders = _nodes.Where(n => n.Up && n.Core!.Role == RaftRole.Leader).ToList();
+            // Client 0 sticks to the leader it used last while that node still claims to lead, waiting out its stalls
+            // (as a real client would), so its reads reach deposed leaders that have not noticed yet; the others
+            // pick any leader that is running.
+            var sticky = i == 0;
+            if (leaders.Count == 0 || (sticky && leaders.Any(l => l.Id == _clientLeader[i] && l.PausedUntil > _now)))
+            {
+                continue;
+            }
+            leaders.RemoveAll(l => l.PausedUntil > _now);
             if (leaders.Count == 0)
             {
                 continue;
             }
-            var n = leaders[_rng.Next(leaders.Count)];
+            var n = (sticky ? leaders.FirstOrDefault(l => l.Id == _clientLeader[i]) : null) ?? leaders[_rng.Next(leaders.Count)];
+            _clientLeader[i] = n.Id;
             var key = $"k{_rng.Next(_o.Keys)}";
             if (_opsPerKey.GetValueOrDefault(key) >= _o.OpsPerKeyMax)
             {
