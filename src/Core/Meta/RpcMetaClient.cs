@@ -70,7 +70,7 @@ public sealed partial class RpcMetaClient : IMetaClient
     {
         var deadline = Environment.TickCount64 + _options.FailoverTimeoutMs;
         var address = _current;
-        var tried = new HashSet<string>(StringComparer.Ordinal);
+        HashSet<string>? tried = null; // only failures pay for it
         RpcException? last = null;
         while (true)
         {
@@ -89,6 +89,7 @@ public sealed partial class RpcMetaClient : IMetaClient
                 // The same request object, and so the same (session, seq), goes to the next member: the state
                 // machine's reply cache makes a repeated mutation return its first result.
                 last = e;
+                tried ??= new HashSet<string>(StringComparer.Ordinal);
                 tried.Add(address);
                 var hint = e.Trailers.Get(MetaRpc.LeaderHintTrailer);
                 if (hint is not null && !tried.Contains(hint))
