@@ -210,6 +210,26 @@ public sealed class MountTests(ITestOutputHelper log) : IAsyncLifetime
         });
     }
 
+    // A full 1 GiB file spans 16 chunks and 256 blocks; a sparse 1 GiB file has data only around chunk boundaries.
+    // Both are compared byte for byte with the same file built outside the mount, after a remount (cold caches).
+    [Fact(Timeout = 300_000)]
+    public async Task OneGibFilesFullAndSparseSurviveARemount()
+    {
+        var mp = Mp();
+        var m = await _env.MountAsync(mp);
+        var outside = _env.NewDir("gib");
+        await Shell.OkAsync($"head -c 1073741824 /dev/urandom > '{outside}/full' && dd if='{outside}/full' of='{mp}/full' bs=4M conv=fsync status=none");
+        const string sparseOps = "truncate -s 1G {0}/sparse && for off in 67108800 134217700 536870900 1073741000; do " +
+                                 "printf 'chunk-edge-%s' $off | dd of={0}/sparse bs=1 seek=$off conv=notrunc,fsync status=none; done";
+        await Shell.OkAsync(string.Format(System.Globalization.CultureInfo.InvariantCulture, sparseOps, $"'{outside}'"));
+        await Shell.OkAsync(string.Format(System.Globalization.CultureInfo.InvariantCulture, sparseOps, $"'{mp}'"));
+        await MountEnv.UnmountAsync(m);
+
+        m = await _env.MountAsync(mp);
+        Assert.Equal("1073741824 1073741824\n", await Shell.OkAsync("stat -c %s full sparse | paste -sd' '", mp));
+        await Shell.OkAsync($"cmp '{outside}/full' '{mp}/full' && cmp '{outside}/sparse' '{mp}/sparse'");
+    }
+
     [Fact(Timeout = TestTimeoutMs)]
     public async Task KillNineOfTheMountKeepsFsyncedFiles()
     {
