@@ -432,7 +432,7 @@ public sealed class RaftSimulation
                 SnapshotSource = n,
                 ElectionTicks = 10,
                 HeartbeatTicks = 2,
-                EntriesPerMessageMax = 4,
+                EntriesPerMessageMax = 1 + (Seed % 4), // batch sizes vary by seed, down to one entry per message
                 BytesPerMessageMax = 256,
                 InflightMessagesMax = 4,
                 SnapshotChunkBytesMax = _o.SnapshotChunkBytesMax,
