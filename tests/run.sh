@@ -3,7 +3,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
-dotnet test Mirror.sln --no-restore --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
+dotnet test Mirror.sln "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 passed=0 failed=0 skipped=0
 while read -r f p s; do

@@ -66,4 +66,6 @@ public partial interface IMetaClient
     Task<FormatReply> FormatAsync(FormatRequest request, CancellationToken ct = default);
 
     Task<GetVolumeReply> GetVolumeAsync(GetVolumeRequest request, CancellationToken ct = default);
+
+    Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest request, CancellationToken ct = default);
 }

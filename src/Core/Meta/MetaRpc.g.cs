@@ -70,5 +70,7 @@ public static partial class MetaRpc
             (req, ctx) => Invoke(() => impl.FormatAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<GetVolumeRequest, GetVolumeReply>(ServiceName, "GetVolume", GetVolumeRequest.Parser,
             (req, ctx) => Invoke(() => impl.GetVolumeAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<ListSessionsRequest, ListSessionsReply>(ServiceName, "ListSessions", ListSessionsRequest.Parser,
+            (req, ctx) => Invoke(() => impl.ListSessionsAsync(req, ctx.CancellationToken), translate));
     }
 }

@@ -94,4 +94,7 @@ public sealed partial class RpcMetaClient
 
     public Task<GetVolumeReply> GetVolumeAsync(GetVolumeRequest request, CancellationToken ct = default) =>
         CallAsync("GetVolume", request, GetVolumeReply.Parser, ct);
+
+    public Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest request, CancellationToken ct = default) =>
+        CallAsync("ListSessions", request, ListSessionsReply.Parser, ct);
 }

@@ -151,6 +151,10 @@ public sealed partial class GetVolumeReply : IMetaReply
 {
 }
 
+public sealed partial class ListSessionsReply : IMetaReply
+{
+}
+
 public sealed partial class SetAttrRequest : IMutatingRequest
 {
 }
@@ -268,5 +272,9 @@ public sealed partial class ReadChunkRequest : IReadRequest
 }
 
 public sealed partial class GetVolumeRequest : IReadRequest
+{
+}
+
+public sealed partial class ListSessionsRequest : IReadRequest
 {
 }

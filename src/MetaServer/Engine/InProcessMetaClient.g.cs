@@ -98,5 +98,8 @@ public sealed partial class InProcessMetaClient(MetaService service) : IMetaClie
     public Task<GetVolumeReply> GetVolumeAsync(GetVolumeRequest request, CancellationToken ct = default) =>
         service.GetVolumeAsync(request, ct);
 
+    public Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest request, CancellationToken ct = default) =>
+        service.ListSessionsAsync(request, ct);
+
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }

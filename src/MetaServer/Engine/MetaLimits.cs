@@ -17,6 +17,9 @@ internal static class MetaLimits
     public const int ReplyCacheEntriesMax = 1024;
     public const int SessionsMax = 100_000;
     public const int SessionInfoBytesMax = 4096;
+    public const int VolumeBytesMax = 64 << 10;
+    public const int ListSessionsDefault = 1000;
+    public const int ListSessionsMax = 10_000;
     public const uint DefaultBlockBytes = 4 << 20;
     public const uint BlockBytesMin = 64 << 10;
     public const uint BlockBytesMax = 16 << 20;

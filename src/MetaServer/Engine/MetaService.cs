@@ -246,4 +246,10 @@ public sealed class MetaService
         await _log.ReadBarrierAsync(ct);
         return _state.GetVolume(r);
     }
+
+    public async Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest r, CancellationToken ct = default)
+    {
+        await _log.ReadBarrierAsync(ct);
+        return _state.ListSessions(r);
+    }
 }

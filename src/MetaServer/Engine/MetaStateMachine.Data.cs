@@ -395,7 +395,8 @@ public sealed partial class MetaStateMachine
             return new FormatReply { Errno = Errno.EEXIST };
         }
         var v = r.Volume?.Clone();
-        if (v is null || string.IsNullOrEmpty(v.Name) || v.Name.Length > MetaLimits.NameBytesMax || string.IsNullOrEmpty(v.Uuid))
+        if (v is null || string.IsNullOrEmpty(v.Name) || v.Name.Length > MetaLimits.NameBytesMax || string.IsNullOrEmpty(v.Uuid)
+            || v.CalculateSize() > MetaLimits.VolumeBytesMax)
         {
             return new FormatReply { Errno = Errno.EINVAL };
         }

@@ -287,6 +287,42 @@ public sealed partial class MetaStateMachine
         }
     }
 
+    /// <summary>Live sessions in id order, a page at a time.</summary>
+    public ListSessionsReply ListSessions(ListSessionsRequest r)
+    {
+        var limit = r.Limit == 0 ? MetaLimits.ListSessionsDefault : (int)Math.Min(r.Limit, MetaLimits.ListSessionsMax);
+        _lock.EnterReadLock();
+        try
+        {
+            var reply = new ListSessionsReply { Index = _s.AppliedIndex, Eof = true };
+            foreach (var id in _s.Sessions.Keys.Where(id => id > r.StartAfter).Order())
+            {
+                if (reply.Sessions.Count == limit)
+                {
+                    reply.Eof = false;
+                    break;
+                }
+                var s = _s.Sessions[id];
+                var entry = new SessionEntry
+                {
+                    SessionId = id,
+                    LastActiveNs = s.LastActiveNs,
+                    OpenInodes = (uint)(s.Opens?.Count ?? 0),
+                };
+                if (s.Info.Length > 0)
+                {
+                    entry.Info = ClientInfo.Parser.ParseFrom(s.Info);
+                }
+                reply.Sessions.Add(entry);
+            }
+            return reply;
+        }
+        finally
+        {
+            _lock.ExitReadLock();
+        }
+    }
+
     // ---- for the leader's prepare step and for tests ----
 
     /// <summary>Counters the leader's cursors must stay ahead of.</summary>

@@ -230,7 +230,7 @@ public sealed partial class MetaStateMachine
             UsedBytes = r.ReadVarint(),
             InodeCount = r.ReadVarint(),
         };
-        var volume = r.ReadBytes(1 << 20);
+        var volume = r.ReadBytes(MetaLimits.VolumeBytesMax);
         s.Volume = volume.Length == 0 ? null : Volume.Parser.ParseFrom(volume);
 
         var n = r.ReadCount(countMax);

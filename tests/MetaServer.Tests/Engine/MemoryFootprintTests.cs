@@ -54,6 +54,18 @@ public sealed class MemoryFootprintTests(ITestOutputHelper output)
         output.WriteLine($"{files} empty files in {files / FilesPerDir} directories: {used / (1 << 20)} MiB heap, {perFile:F0} bytes per file");
         Assert.Equal((ulong)files + (ulong)(files / FilesPerDir) + 1, state.Usage().Inodes);
         Assert.True(perFile <= BytesPerFileMax, $"{perFile:F0} heap bytes per empty file, above the {BytesPerFileMax} target");
+
+        // Snapshot figures for the same state (printed, not asserted: timing is a benchmark's business).
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        using var snapshot = new MemoryStream();
+        state.WriteSnapshot(snapshot);
+        var writeMs = watch.ElapsedMilliseconds;
+        watch.Restart();
+        snapshot.Position = 0;
+        using var restored = new MetaStateMachine();
+        restored.RestoreSnapshot(snapshot);
+        output.WriteLine($"snapshot: {snapshot.Length / 1024} KiB ({(double)snapshot.Length / files:F0} bytes per file), written in {writeMs} ms, restored in {watch.ElapsedMilliseconds} ms");
+        Assert.Equal(state.Usage(), restored.Usage());
         GC.KeepAlive(state);
     }
 }

@@ -22,6 +22,8 @@ public sealed class PosixNamespaceTests
         h.Tick();
         var bad = await h.Svc.FormatAsync(new FormatRequest { Volume = new Volume { Name = "v", BlockSize = 1000 } });
         Assert.Equal(Errno.EINVAL, bad.Errno);
+        var huge = await h.Svc.FormatAsync(new FormatRequest { Volume = new Volume { Name = "v", Storage = new string('s', 70_000) } });
+        Assert.Equal(Errno.EINVAL, huge.Errno);
         h.Tick();
         var f = await h.Svc.FormatAsync(new FormatRequest { Volume = new Volume { Name = "v", Storage = "file:///x" }, Cred = User(5, 6) });
         Assert.Equal(0, f.Errno);

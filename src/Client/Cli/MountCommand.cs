@@ -1,0 +1,188 @@
+// mirrorfs mount: serves a volume through FUSE — in the foreground, or as a background process with --background.
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using MirrorFS.Client.Fuse;
+using MirrorFS.Client.Mount;
+using MirrorFS.Client.Vfs;
+using MirrorFS.Core.Storage;
+
+namespace MirrorFS.Client.Cli;
+
+public static class MountCommand
+{
+    /// <summary>How long --background waits for the child to finish mounting.</summary>
+    public const int BackgroundMountWaitMs = 60_000;
+
+    public static Command Create(CliContext ctx)
+    {
+        var metaUrl = new Argument<string>("META-URL") { Description = "mirrorfs://HOST:PORT[,HOST:PORT...]/VOLUME" };
+        var mountPoint = new Argument<string>("MOUNTPOINT") { Description = "An existing, empty directory" };
+        var background = new Option<bool>("--background", "-d") { Description = "Mount, then return; the mount keeps running" };
+        var logFile = new Option<string?>("--log") { Description = "Log file of a background mount (default: /tmp/mirrorfs-<volume>.log)" };
+        var cacheDir = new Option<string?>("--cache-dir") { Description = "Directory of the on-disk block cache (default: none)" };
+        var cacheSize = new Option<string>("--cache-size") { Description = "Bytes of the disk cache", DefaultValueFactory = _ => "1G" };
+        var memCache = new Option<string>("--memory-cache") { Description = "Bytes of blocks cached in memory", DefaultValueFactory = _ => "128M" };
+        var bufferSize = new Option<string>("--buffer-size") { Description = "Bytes of written data buffered before uploads finish", DefaultValueFactory = _ => "256M" };
+        var maxUploads = new Option<int>("--max-uploads") { Description = "Block uploads in flight", DefaultValueFactory = _ => 16 };
+        var prefetch = new Option<int>("--prefetch") { Description = "Blocks read ahead on sequential reads", DefaultValueFactory = _ => 2 };
+        var attrCache = new Option<double>("--attr-cache") { Description = "Seconds the kernel caches attributes", DefaultValueFactory = _ => 1.0 };
+        var entryCache = new Option<double>("--entry-cache") { Description = "Seconds the kernel caches name lookups", DefaultValueFactory = _ => 1.0 };
+        var readOnly = new Option<bool>("--read-only") { Description = "Mount read-only" };
+        var tokenFile = MetaConnection.TokenFileOption();
+        var cmd = new Command("mount", "Mount a volume")
+        {
+            metaUrl, mountPoint, background, logFile, cacheDir, cacheSize, memCache, bufferSize, maxUploads, prefetch,
+            attrCache, entryCache, readOnly, tokenFile,
+        };
+        cmd.SetAction(CliApp.Guard(ctx, "mount", async (parse, ct) =>
+        {
+            var url = MetaUrl.Parse(parse.GetValue(metaUrl)!);
+            var mp = MountTable.Normalize(parse.GetValue(mountPoint)!);
+            CheckMountPoint(mp);
+            var options = new VfsOptions
+            {
+                AttrTimeoutSec = NonNegative(parse.GetValue(attrCache), "--attr-cache"),
+                EntryTimeoutSec = NonNegative(parse.GetValue(entryCache), "--entry-cache"),
+                UploadConcurrencyMax = Positive(parse.GetValue(maxUploads), "--max-uploads"),
+                PrefetchBlocks = Math.Max(0, parse.GetValue(prefetch)),
+                BufferBytesMax = Sizes.Parse(parse.GetValue(bufferSize)!, "--buffer-size"),
+                MemoryCacheBytesMax = Sizes.Parse(parse.GetValue(memCache)!, "--memory-cache"),
+                DiskCacheDirectory = parse.GetValue(cacheDir) is { } d ? Path.GetFullPath(d) : null,
+                DiskCacheBytesMax = Sizes.Parse(parse.GetValue(cacheSize)!, "--cache-size"),
+            };
+            var token = MetaConnection.ResolveToken(url, parse.GetValue(tokenFile), ctx);
+            if (parse.GetValue(background))
+            {
+                var log = parse.GetValue(logFile) ?? Path.Combine(Path.GetTempPath(), $"mirrorfs-{url.Volume}.log");
+                return await StartBackgroundAsync(ctx, url, mp, log, token, ct).ConfigureAwait(false);
+            }
+            return await RunForegroundAsync(ctx, url, mp, token, options, parse.GetValue(readOnly), ct).ConfigureAwait(false);
+        }));
+        return cmd;
+    }
+
+    private static double NonNegative(double v, string what) =>
+        v >= 0 ? v : throw new CliException($"{what} must be 0 or more seconds, not {v.ToString(CultureInfo.InvariantCulture)}");
+
+    private static int Positive(int v, string what) => v > 0 ? v : throw new CliException($"{what} must be at least 1, not {v}");
+
+    private static void CheckMountPoint(string mp)
+    {
+        if (!Directory.Exists(mp))
+        {
+            throw new CliException($"mount point {mp} does not exist: create it with mkdir -p {mp}");
+        }
+        if (MountTable.ReadSelf().Any(m => m.MountPoint == mp))
+        {
+            throw new CliException($"{mp} is already a mount point: unmount it first (mirrorfs umount {mp})");
+        }
+        if (Directory.EnumerateFileSystemEntries(mp).Any())
+        {
+            throw new CliException($"mount point {mp} is not empty: use an empty directory");
+        }
+    }
+
+    private static async Task<int> RunForegroundAsync(CliContext ctx, MetaUrl url, string mp, string? token,
+        VfsOptions options, bool readOnly, CancellationToken ct)
+    {
+        using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss.fff ";
+        }).SetMinimumLevel(LogLevel.Information));
+        var log = loggers.CreateLogger("mirrorfs");
+        await using var meta = MetaConnection.Open(url, token, ctx);
+        var volume = await MetaConnection.GetVolumeAsync(meta, url, ct).ConfigureAwait(false);
+        await using var store = ObjectStoreFactory.Open(volume.Storage);
+        await using var vfs = await MetaConnection.CallAsync(url,
+            () => MirrorVfs.CreateAsync(meta, store, options, loggers.CreateLogger("mirrorfs.vfs"), ct: ct)).ConfigureAwait(false);
+        FuseMount mount;
+        try
+        {
+            mount = FuseMount.Mount(new VfsFuseAdapter(vfs), mp, new FuseMountOptions
+            {
+                FsName = url.ToString(),
+                Subtype = "mirrorfs",
+                DefaultPermissions = true,
+                ReadOnly = readOnly,
+                Logger = loggers.CreateLogger("mirrorfs.fuse"),
+            });
+        }
+        catch (FuseMountException e)
+        {
+            throw new CliException(e.Message);
+        }
+        using (mount)
+        {
+            var loop = mount.RunAsync();
+            await ctx.Out.WriteLineAsync($"mirrorfs: {url.Volume} ({ObjectStoreFactory.Redact(volume.Storage)}) mounted at {mp}; " +
+                                         $"stop with: mirrorfs umount {mp}").ConfigureAwait(false);
+            await ctx.Out.FlushAsync(ct).ConfigureAwait(false);
+            try
+            {
+                await loop.WaitAsync(ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                log.LogInformation("interrupted: unmounting {MountPoint}", mp);
+            }
+            mount.Unmount();
+        }
+        var flush = await vfs.FlushAllAsync().ConfigureAwait(false);
+        if (flush != 0)
+        {
+            throw new CliException($"unmounted {mp}, but buffered writes could not be stored (errno {flush}); see the log");
+        }
+        return 0;
+    }
+
+    // Starts this same program in the foreground mode as a detached child and waits until the mount appears.
+    private static async Task<int> StartBackgroundAsync(CliContext ctx, MetaUrl url, string mp, string log, string? token,
+        CancellationToken ct)
+    {
+        var args = Environment.GetCommandLineArgs().Skip(1).Where(a => a is not "--background" and not "-d").ToList();
+        var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
+        // setsid detaches from the terminal's session so closing it does not stop the mount; output goes to the log.
+        var self = SelfCommand();
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add("exec setsid \"$@\" >>\"$LOGFILE\" 2>&1 </dev/null");
+        psi.ArgumentList.Add("mirrorfs-mount");
+        foreach (var a in self.Concat(args))
+        {
+            psi.ArgumentList.Add(a);
+        }
+        psi.Environment["LOGFILE"] = log;
+        if (token is not null)
+        {
+            psi.Environment[MetaConnection.TokenEnvironment] = token;
+        }
+        using var child = Process.Start(psi) ?? throw new CliException("could not start the background mount process");
+        var deadline = Environment.TickCount64 + BackgroundMountWaitMs;
+        while (Environment.TickCount64 < deadline)
+        {
+            if (MountTable.ReadSelf().Any(m => m.MountPoint == mp))
+            {
+                await ctx.Out.WriteLineAsync($"mirrorfs: {url.Volume} mounted at {mp} in the background (pid {child.Id}, log {log}); " +
+                                             $"stop with: mirrorfs umount {mp}").ConfigureAwait(false);
+                return 0;
+            }
+            if (child.HasExited)
+            {
+                var tail = File.Exists(log) ? File.ReadLines(log).TakeLast(1).FirstOrDefault() : null;
+                throw new CliException($"background mount exited with code {child.ExitCode}: {tail ?? "no output"} (log {log})");
+            }
+            await Task.Delay(100, ct).ConfigureAwait(false);
+        }
+        throw new CliException($"{mp} did not appear mounted within {BackgroundMountWaitMs} ms (log {log})");
+    }
+
+    private static string[] SelfCommand()
+    {
+        var process = Environment.ProcessPath ?? "dotnet";
+        return Path.GetFileNameWithoutExtension(process) == "dotnet"
+            ? [process, typeof(MountCommand).Assembly.Location]
+            : [process];
+    }
+}

@@ -1,0 +1,224 @@
+// Block I/O of the data path: uploads (bounded, written through to the caches) and reads (caches, then range reads).
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using MirrorFS.Core.Layout;
+using MirrorFS.Core.Storage;
+
+namespace MirrorFS.Client.Vfs;
+
+/// <summary>A block the store should hold but does not: the metadata names a slice whose data is gone.</summary>
+public sealed class MissingBlockException(string key)
+    : IOException($"block {key} is missing from object storage; the file's data there is lost or not yet replicated");
+
+internal sealed class BlockStore : IDisposable
+{
+    private readonly IObjectStore _store;
+    private readonly string _volume;
+    private readonly MemoryBlockCache _memory;
+    private readonly DiskBlockCache? _disk;
+    private readonly SemaphoreSlim _uploads;
+    private readonly SemaphoreSlim _prefetches;
+    private readonly ConcurrentDictionary<string, Task<byte[]>> _fetching = new(StringComparer.Ordinal);
+    private readonly ILogger _log;
+
+    public BlockStore(IObjectStore store, string volume, int blockSize, VfsOptions options, ILogger log)
+    {
+        BlockLayout.CheckBlockSize(blockSize);
+        _store = store;
+        _volume = volume;
+        BlockSize = blockSize;
+        _log = log;
+        _memory = new MemoryBlockCache(options.MemoryCacheBytesMax);
+        _disk = options.DiskCacheDirectory is null ? null : new DiskBlockCache(options.DiskCacheDirectory, options.DiskCacheBytesMax, log);
+        _uploads = new SemaphoreSlim(Math.Max(1, options.UploadConcurrencyMax));
+        _prefetches = new SemaphoreSlim(Math.Max(1, options.PrefetchConcurrencyMax));
+    }
+
+    public int BlockSize { get; }
+
+    public MemoryBlockCache Memory => _memory;
+
+    public DiskBlockCache? Disk => _disk;
+
+    public string Key(ulong sliceId, int index, int size) => BlockLayout.Key(_volume, sliceId, index, size);
+
+    /// <summary>Stores one block (bounded by UploadConcurrencyMax), then keeps it in the caches.</summary>
+    public async Task UploadAsync(string key, byte[] data, CancellationToken ct)
+    {
+        await _uploads.WaitAsync(ct);
+        try
+        {
+            await _store.PutAsync(key, data, ct);
+        }
+        finally
+        {
+            _uploads.Release();
+        }
+        _disk?.Put(key, data);
+        _memory.Put(key, data);
+    }
+
+    private byte[]? Cached(string key)
+    {
+        var data = _memory.Get(key);
+        if (data is null && _disk is not null)
+        {
+            data = _disk.Get(key);
+            if (data is not null)
+            {
+                _memory.Put(key, data);
+            }
+        }
+        return data;
+    }
+
+    /// <summary>The whole block, from a cache or the store (one download per key at a time).</summary>
+    public Task<byte[]> GetBlockAsync(string key, int size, CancellationToken ct)
+    {
+        var cached = Cached(key);
+        if (cached is not null)
+        {
+            return Task.FromResult(cached);
+        }
+        return _fetching.GetOrAdd(key, k => FetchAsync(k, size));
+
+        async Task<byte[]> FetchAsync(string k, int expected)
+        {
+            try
+            {
+                // Not the caller's token: other readers may share this download.
+                var data = await _store.GetAsync(k, null, CancellationToken.None) ?? throw new MissingBlockException(k);
+                if (data.Length != expected)
+                {
+                    throw new IOException($"block {k} has {data.Length} bytes, expected {expected}; the object is damaged");
+                }
+                _disk?.Put(k, data);
+                _memory.Put(k, data);
+                return data;
+            }
+            finally
+            {
+                _fetching.TryRemove(k, out _);
+            }
+        }
+    }
+
+    /// <summary>Copies bytes [offset, offset + dest.Length) of a stored slice into <paramref name="dest"/>. Cached
+    /// blocks are used as they are; otherwise whole blocks are fetched (and cached) when <paramref name="wholeBlocks"/>
+    /// or the read covers the block, else just the needed range.</summary>
+    public async Task ReadSliceAsync(ulong sliceId, int sliceSize, int offset, Memory<byte> dest, bool wholeBlocks, CancellationToken ct)
+    {
+        var reads = BlockLayout.ReadsWithinSlice(sliceSize, BlockSize, offset, dest.Length);
+        var tasks = new List<Task>(reads.Count);
+        var at = 0;
+        foreach (var r in reads)
+        {
+            var target = dest.Slice(at, r.Length);
+            at += r.Length;
+            tasks.Add(ReadBlockPartAsync(sliceId, r, target, wholeBlocks, ct));
+        }
+        await Task.WhenAll(tasks);
+    }
+
+    private async Task ReadBlockPartAsync(ulong sliceId, BlockRead r, Memory<byte> target, bool wholeBlocks, CancellationToken ct)
+    {
+        var key = Key(sliceId, r.Index, r.BlockSize);
+        var cached = Cached(key);
+        if (cached is null && !wholeBlocks && r.Length < r.BlockSize)
+        {
+            var part = await _store.GetAsync(key, new ByteRange(r.OffsetInBlock, r.Length), ct) ?? throw new MissingBlockException(key);
+            if (part.Length != r.Length)
+            {
+                throw new IOException($"block {key} gave {part.Length} bytes at {r.OffsetInBlock}, expected {r.Length}; the object is damaged");
+            }
+            part.CopyTo(target);
+            return;
+        }
+        var block = cached ?? await GetBlockAsync(key, r.BlockSize, ct);
+        block.AsMemory(r.OffsetInBlock, r.Length).CopyTo(target);
+    }
+
+    /// <summary>Starts fetching the blocks of a slice range into the caches, without waiting (bounded; skipped
+    /// when every prefetch slot is busy).</summary>
+    public void Prefetch(ulong sliceId, int sliceSize, int offset, int length)
+    {
+        foreach (var r in BlockLayout.ReadsWithinSlice(sliceSize, BlockSize, offset, length))
+        {
+            var key = Key(sliceId, r.Index, r.BlockSize);
+            if (_memory.Get(key) is not null || _fetching.ContainsKey(key) || !_prefetches.Wait(0))
+            {
+                continue;
+            }
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    await GetBlockAsync(key, r.BlockSize, CancellationToken.None);
+                }
+                catch (Exception e)
+                {
+                    _log.LogDebug("read-ahead of {Key} failed: {Error}", key, e.Message);
+                }
+                finally
+                {
+                    _prefetches.Release();
+                }
+            });
+        }
+    }
+
+    public void Dispose()
+    {
+        _uploads.Dispose();
+        _prefetches.Dispose();
+    }
+}
+
+/// <summary>One visible piece of a chunk range: bytes of a slice (or a hole when <see cref="SliceId"/> is 0).</summary>
+internal readonly record struct Segment(int Pos, int Length, ulong SliceId, int SliceSize, int OffsetInSlice);
+
+internal static class SliceMap
+{
+    /// <summary>What the chunk shows in [start, end): slices in write order, the newest covering a byte wins;
+    /// bytes no slice covers are holes. Segments come back in position order and cover the range exactly.</summary>
+    public static List<Segment> Visible(IReadOnlyList<Core.Meta.Slice> slices, int start, int end)
+    {
+        var segs = new List<Segment> { new(start, end - start, 0, 0, 0) };
+        if (end <= start)
+        {
+            return [];
+        }
+        foreach (var s in slices)
+        {
+            var a = Math.Max(start, (long)s.Pos);
+            var b = Math.Min(end, (long)s.Pos + s.Length);
+            if (a >= b)
+            {
+                continue;
+            }
+            var next = new List<Segment>(segs.Count + 2);
+            foreach (var g in segs)
+            {
+                var gEnd = g.Pos + g.Length;
+                if (gEnd <= a || g.Pos >= b)
+                {
+                    next.Add(g);
+                    continue;
+                }
+                if (g.Pos < a)
+                {
+                    next.Add(g with { Length = (int)(a - g.Pos) });
+                }
+                if (gEnd > b)
+                {
+                    var cut = (int)(b - g.Pos);
+                    next.Add(g with { Pos = (int)b, Length = gEnd - (int)b, OffsetInSlice = g.OffsetInSlice + cut });
+                }
+            }
+            next.Add(new Segment((int)a, (int)(b - a), s.Id, (int)s.Size, (int)(s.Offset + (a - s.Pos))));
+            next.Sort((x, y) => x.Pos.CompareTo(y.Pos));
+            segs = next;
+        }
+        return segs;
+    }
+}

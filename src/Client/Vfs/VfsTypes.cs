@@ -1,0 +1,91 @@
+// Options, caller context and result records of the VFS layer (shaped after FUSE low-level callbacks).
+using MirrorFS.Core.Meta;
+
+namespace MirrorFS.Client.Vfs;
+
+public sealed record VfsOptions
+{
+    /// <summary>How long the kernel may cache a name lookup.</summary>
+    public double EntryTimeoutSec { get; init; } = 1.0;
+
+    /// <summary>How long the kernel may cache attributes.</summary>
+    public double AttrTimeoutSec { get; init; } = 1.0;
+
+    /// <summary>Block uploads in flight across all files.</summary>
+    public int UploadConcurrencyMax { get; init; } = 16;
+
+    /// <summary>Written bytes buffered (not yet committed) across all files; writers wait beyond it.</summary>
+    public long BufferBytesMax { get; init; } = 256L << 20;
+
+    /// <summary>Longest a write waits for buffer space before it fails with EIO.</summary>
+    public int BufferWaitMs { get; init; } = 120_000;
+
+    /// <summary>Blocks read ahead after a sequential read.</summary>
+    public int PrefetchBlocks { get; init; } = 2;
+
+    /// <summary>Block downloads in flight for read-ahead.</summary>
+    public int PrefetchConcurrencyMax { get; init; } = 4;
+
+    /// <summary>Bytes of blocks kept in memory (LRU).</summary>
+    public long MemoryCacheBytesMax { get; init; } = 128L << 20;
+
+    /// <summary>Directory of the on-disk block cache; null = none.</summary>
+    public string? DiskCacheDirectory { get; init; }
+
+    public long DiskCacheBytesMax { get; init; } = 1L << 30;
+
+    /// <summary>Slice ids reserved per NewSliceIds call.</summary>
+    public uint SliceIdBatch { get; init; } = 64;
+
+    /// <summary>Entries asked per ReadDir page.</summary>
+    public uint ReadDirPageEntries { get; init; } = 1024;
+}
+
+/// <summary>Who makes a call (FUSE's fuse_ctx plus supplementary groups).</summary>
+public readonly record struct VfsContext(uint Uid, uint Gid, uint Pid, IReadOnlyList<uint>? Gids = null)
+{
+    public static VfsContext Root => new(0, 0, 0);
+
+    internal Credentials ToCred()
+    {
+        var c = new Credentials { Uid = Uid, Gid = Gid };
+        if (Gids is not null)
+        {
+            c.Gids.AddRange(Gids);
+        }
+        return c;
+    }
+}
+
+/// <summary>An errno (0 = ok) and a value that is meaningful only when the errno is 0.</summary>
+public readonly record struct VfsResult<T>(int Errno, T? Value)
+{
+    public bool Ok => Errno == 0;
+
+    public static VfsResult<T> Fail(int errno) => new(errno, default);
+
+    public static VfsResult<T> Success(T value) => new(0, value);
+}
+
+/// <summary>What a lookup-like call (lookup, mknod, mkdir, symlink, link) answers: fuse_entry_param.</summary>
+public sealed record VfsEntry(Attr Attr, double EntryTimeoutSec, double AttrTimeoutSec)
+{
+    public ulong Inode => Attr.Inode;
+}
+
+/// <summary>What getattr/setattr answer.</summary>
+public sealed record VfsAttr(Attr Attr, double AttrTimeoutSec);
+
+/// <summary>An opened file: the handle (fuse_file_info.fh) and its attributes right after open.</summary>
+public sealed record VfsOpen(ulong Handle, Attr Attr);
+
+/// <summary>A created file: the entry and the open handle.</summary>
+public sealed record VfsCreate(VfsEntry Entry, ulong Handle);
+
+/// <summary>One directory entry; <see cref="NextOffset"/> is the offset to pass to continue after it.</summary>
+public sealed record VfsDirEntry(byte[] Name, Attr Attr, ulong NextOffset);
+
+public sealed record VfsDirPage(IReadOnlyList<VfsDirEntry> Entries, bool Eof);
+
+public sealed record VfsStatFs(ulong TotalBytes, ulong UsedBytes, ulong AvailBytes, ulong TotalInodes, ulong UsedInodes,
+    ulong AvailInodes, uint NameMax, uint BlockSize);
