@@ -169,6 +169,24 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
         return await done.Task.WaitAsync(ct);
     }
 
+    /// <summary>Adds or removes one voter (leader only); completes when the membership entry is applied. Throws
+    /// <see cref="NotLeaderException"/> when refused (not the leader, or another change is still in flight).</summary>
+    public async Task<ulong> ProposeConfChangeAsync(ConfChangeType type, ulong node, CancellationToken ct = default)
+    {
+        var done = new TaskCompletionSource<(ulong, byte[])>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _inbox.Writer.WriteAsync(() =>
+        {
+            var index = _node.ProposeConfChange(type, node);
+            if (index == 0)
+            {
+                done.TrySetException(NotLeader());
+                return;
+            }
+            _proposals[index] = (_node.Term, done);
+        }, ct);
+        return (await done.Task.WaitAsync(ct)).Item1;
+    }
+
     /// <summary>Asks this node (if leader) to hand leadership to <paramref name="to"/>.</summary>
     public async Task<bool> TransferLeadershipAsync(ulong to, CancellationToken ct = default)
     {

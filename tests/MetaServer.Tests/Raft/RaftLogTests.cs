@@ -145,6 +145,28 @@ public sealed class RaftLogTests : IAsyncDisposable
         Assert.Equal(_machines[leaderId].Hash, _machines[behind].Hash);
     }
 
+    [Fact]
+    public async Task RemovesAndReAddsAVoter()
+    {
+        foreach (var id in _voters)
+        {
+            Start(id, $"n{id}");
+        }
+        await ProposeOnLeaderAsync("a=1");
+        var leader = await LeaderAsync();
+        var leaderId = _voters.First(id => ReferenceEquals(_logs[id], leader));
+        var other = _voters.First(id => id != leaderId);
+        await leader.ProposeConfChangeAsync(ConfChangeType.RemoveVoter, other);
+        // With the voter gone, the two left form the quorum even while it is down.
+        await StopAsync(other);
+        await ProposeOnLeaderAsync("a=2");
+        Start(other, $"n{other}");
+        await (await LeaderAsync()).ProposeConfChangeAsync(ConfChangeType.AddVoter, other);
+        await ProposeOnLeaderAsync("a=3");
+        await AllAppliedAsync((await LeaderAsync()).CommitIndex, _voters);
+        Assert.Equal("3", _machines[other].Values["a"]);
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var id in _voters)
