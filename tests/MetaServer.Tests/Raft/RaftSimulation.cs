@@ -406,7 +406,7 @@ public sealed class RaftSimulation
                 Drain(l);
             }
         }
-        if (_rng.NextDouble() < _o.Transfer)
+        if (_rng.NextDouble() < _o.Transfer && l.Up) // a torn write may have crashed it just now
         {
             var others = l.Core!.Voters.Where(v => v != l.Id).ToList();
             if (others.Count > 0 && l.Core.TransferLeadership(others[_rng.Next(others.Count)]))
@@ -432,7 +432,7 @@ public sealed class RaftSimulation
                 SnapshotSource = n,
                 ElectionTicks = 10,
                 HeartbeatTicks = 2,
-                EntriesPerMessageMax = 4,
+                EntriesPerMessageMax = 1 + (Seed % 4), // batch sizes vary by seed, down to one entry per message
                 BytesPerMessageMax = 256,
                 InflightMessagesMax = 4,
                 SnapshotChunkBytesMax = _o.SnapshotChunkBytesMax,
