@@ -22,6 +22,7 @@ OBJBENCH_DLL=$ROOT/bench/ObjBench/bin/Release/net10.0/mirrorfs-objbench.dll
 readonly MOUNT_WAIT_S=30
 readonly UMOUNT_WAIT_S=60
 readonly META_WAIT_S=30
+readonly BUCKET_TRIES_MAX=10
 readonly SMALL_BYTES=4096
 readonly ALL_FS=(mfs-s3 s3fs rclone mfs-shm bindfs)
 
@@ -87,14 +88,12 @@ RESULTS=$TMP/results       # lines: FS TEST VALUE
 : >"$PIDS_FILE"
 : >"$RESULTS"
 SWIFT_DIR=$TMP/swift
-META_DIR=$TMP/meta
-META_PID=
 SWIFT_STARTED=0
 
 mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; }
 
 cleanup() {
-  local rc=$? m pid
+  local rc=$? m pid alive
   set +e
   # Mount points we made, deepest first; a mount that refuses is detached lazily.
   for m in $(awk -v t="$TMP/" 'index($5, t) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
@@ -103,15 +102,17 @@ cleanup() {
   while read -r pid; do
     [[ -n $pid ]] && kill "$pid" 2>/dev/null
   done <"$PIDS_FILE"
-  if [[ -n $META_PID ]]; then
-    kill "$META_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$META_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$META_PID" 2>/dev/null
-  fi
+  # Give them 5 s to exit before their files are removed.
+  for _ in $(seq 1 50); do
+    alive=0
+    while read -r pid; do [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && alive=1; done <"$PIDS_FILE"
+    ((alive)) || break
+    sleep 0.1
+  done
   ((SWIFT_STARTED)) && bash "$ROOT/deploy/swift/swift-s3.sh" stop "$SWIFT_DIR" >/dev/null 2>&1
   if ((rc != 0)); then
     say "failed (exit $rc); logs were in $TMP:"
-    for m in "$TMP"/*.log "$SWIFT_DIR"/*.log; do [[ -f $m ]] && { echo "--- $m" >&2; tail -n 15 "$m" >&2; }; done
+    for m in "$TMP"/*.log; do [[ -f $m ]] && { echo "--- $m" >&2; tail -n 15 "$m" >&2; }; done
   fi
   rm -rf --one-file-system "$TMP" "$SHM"
   exit "$rc"
@@ -148,8 +149,13 @@ TOKEN=$(tr -d '\r' <<<"$auth" | awk -F': ' 'tolower($1) == "x-auth-token" { prin
 STORAGE_URL=$(tr -d '\r' <<<"$auth" | awk -F': ' 'tolower($1) == "x-storage-url" { print $2 }')
 [[ -n $TOKEN && -n $STORAGE_URL ]] || die "Swift auth at $S3_ENDPOINT/auth/v1.0 gave no token"
 for b in objbench mfs s3fs rclone; do
-  code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -H "X-Auth-Token: $TOKEN" "$STORAGE_URL/$b")
-  [[ $code == 201 || $code == 202 ]] || die "creating bucket $b on Swift gave HTTP $code"
+  # A fresh Swift can answer 503 while its account is being created: retry a few times.
+  for ((i = 0; i < BUCKET_TRIES_MAX; i++)); do
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -H "X-Auth-Token: $TOKEN" "$STORAGE_URL/$b")
+    [[ $code == 201 || $code == 202 ]] && break
+    sleep 1
+  done
+  [[ $code == 201 || $code == 202 ]] || die "creating bucket $b on Swift gave HTTP $code after $BUCKET_TRIES_MAX tries"
 done
 s3uri() { echo "s3://test%3Atester:testing@$1?endpoint=$S3_ENDPOINT&region=us-east-1&path-style=true"; }
 
@@ -164,30 +170,32 @@ if [[ " ${FSES[*]} " =~ " mfs-s3 "|" s3fs "|" rclone " ]]; then
   record limit objbench "${put:-?}/${get:-?}"
 fi
 
-# ---------- MirrorFS metaserver and volumes ----------
-META_PORT=
-if [[ " ${FSES[*]} " =~ " mfs-s3 "|" mfs-shm " ]]; then
-  META_PORT=$(free_port)
-  mkdir -p "$META_DIR"
-  say "starting metaserver on 127.0.0.1:$META_PORT"
-  "$META_BIN" serve --data "$META_DIR" --listen "127.0.0.1:$META_PORT" >"$TMP/meta.log" 2>&1 </dev/null &
-  META_PID=$!
+# ---------- MirrorFS: one metaserver per volume (a metaserver serves one volume) ----------
+declare -A META_PORT=()
+start_meta_and_format() {
+  local vol=$1 storage=$2 dir=$TMP/meta-$1 port pid i
+  port=$(free_port)
+  mkdir -p "$dir"
+  say "starting metaserver for $vol on 127.0.0.1:$port"
+  "$META_BIN" serve --data "$dir" --listen "127.0.0.1:$port" >"$TMP/meta-$vol.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >>"$PIDS_FILE"
   for ((i = 0; i < META_WAIT_S * 10; i++)); do
-    kill -0 "$META_PID" 2>/dev/null || die "metaserver exited; see $TMP/meta.log"
-    [[ -s $META_DIR/token ]] && (exec 3<>"/dev/tcp/127.0.0.1/$META_PORT") 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || die "metaserver for $vol exited; see $TMP/meta-$vol.log"
+    [[ -s $dir/token ]] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
-  (exec 3<>"/dev/tcp/127.0.0.1/$META_PORT") 2>/dev/null || die "metaserver did not listen within $META_WAIT_S s"
-  if [[ " ${FSES[*]} " == *" mfs-s3 "* ]]; then
-    "$CLI_BIN" format "mirrorfs://127.0.0.1:$META_PORT/mfss3" mfss3 --token-file "$META_DIR/token" \
-      --storage "s3://test%3Atester:testing@mfs/mirrorfs?endpoint=$S3_ENDPOINT&region=us-east-1&path-style=true" \
-      >>"$TMP/format.log" 2>&1 || die "formatting volume mfss3 failed; see $TMP/format.log"
-  fi
-  if [[ " ${FSES[*]} " == *" mfs-shm "* ]]; then
-    mkdir -p "$SHM/mfs-blocks"
-    "$CLI_BIN" format "mirrorfs://127.0.0.1:$META_PORT/mfsshm" mfsshm --token-file "$META_DIR/token" \
-      --storage "file://$SHM/mfs-blocks" >>"$TMP/format.log" 2>&1 || die "formatting volume mfsshm failed; see $TMP/format.log"
-  fi
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "metaserver for $vol did not listen within $META_WAIT_S s"
+  "$CLI_BIN" format "mirrorfs://127.0.0.1:$port/$vol" "$vol" --token-file "$dir/token" --storage "$storage" \
+    >>"$TMP/format.log" 2>&1 || die "formatting volume $vol failed; see $TMP/format.log"
+  META_PORT[$vol]=$port
+}
+if [[ " ${FSES[*]} " == *" mfs-s3 "* ]]; then
+  start_meta_and_format mfss3 "s3://test%3Atester:testing@mfs/mirrorfs?endpoint=$S3_ENDPOINT&region=us-east-1&path-style=true"
+fi
+if [[ " ${FSES[*]} " == *" mfs-shm "* ]]; then
+  mkdir -p "$SHM/mfs-blocks"
+  start_meta_and_format mfsshm "file://$SHM/mfs-blocks"
 fi
 
 # ---------- mount / unmount per file system ----------
@@ -207,7 +215,7 @@ do_mount() {
     mfs-s3|mfs-shm)
       local vol=mfss3
       [[ $fs == mfs-shm ]] && vol=mfsshm
-      "$CLI_BIN" mount "mirrorfs://127.0.0.1:$META_PORT/$vol" "$mnt" --background --token-file "$META_DIR/token" \
+      "$CLI_BIN" mount "mirrorfs://127.0.0.1:${META_PORT[$vol]}/$vol" "$mnt" --background --token-file "$TMP/meta-$vol/token" \
         --log "$TMP/$fs-mount.log" >>"$TMP/$fs.log" 2>&1 || die "mirrorfs mount of $vol failed; see $TMP/$fs.log"
       DAEMON_PID= ;;
     s3fs)
@@ -353,17 +361,17 @@ declare -A label=(
   [small-read]="read (cold), files/s"
 )
 declare -A head=([mfs-s3]="mirrorfs/S3" [s3fs]="s3fs" [rclone]="rclone" [mfs-shm]="mirrorfs/shm" [bindfs]="bindfs/shm")
-printf '\n| %-36s' "test"
+printf '\n| %-40s' "test"
 for fs in "${FSES[@]}"; do printf ' | %12s' "${head[$fs]}"; done
-printf ' |\n|%s' "$(printf -- '-%.0s' $(seq 1 38))"
+printf ' |\n|%s' "$(printf -- '-%.0s' $(seq 1 42))"
 for fs in "${FSES[@]}"; do printf '|%s' "$(printf -- '-%.0s' $(seq 1 14))"; done
 printf '|\n'
 for r in "${rows[@]}"; do
-  printf '| %-36s' "${label[$r]}"
+  printf '| %-40s' "${label[$r]}"
   for fs in "${FSES[@]}"; do printf ' | %12s' "$(cell "$fs" "$r")"; done
   printf ' |\n'
 done
-printf '| %-36s' "limit: objbench 4 MiB PUT/GET p16 MiB/s"
+printf '| %-40s' "limit: objbench 4 MiB PUT/GET p16 MiB/s"
 for fs in "${FSES[@]}"; do
   case $fs in mfs-s3|s3fs|rclone) v=$limit ;; *) v=- ;; esac
   printf ' | %12s' "$v"
