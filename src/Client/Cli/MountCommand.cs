@@ -26,7 +26,7 @@ public static class MountCommand
         var memCache = new Option<string>("--memory-cache") { Description = "Bytes of blocks cached in memory", DefaultValueFactory = _ => "128M" };
         var bufferSize = new Option<string>("--buffer-size") { Description = "Bytes of written data buffered before uploads finish", DefaultValueFactory = _ => "256M" };
         var maxUploads = new Option<int>("--max-uploads") { Description = "Block uploads in flight", DefaultValueFactory = _ => 16 };
-        var prefetch = new Option<int>("--prefetch") { Description = "Blocks read ahead on sequential reads", DefaultValueFactory = _ => 2 };
+        var prefetch = new Option<int>("--prefetch") { Description = "Blocks read ahead on sequential reads", DefaultValueFactory = _ => 8 };
         var attrCache = new Option<double>("--attr-cache") { Description = "Seconds the kernel caches attributes", DefaultValueFactory = _ => 1.0 };
         var entryCache = new Option<double>("--entry-cache") { Description = "Seconds the kernel caches name lookups", DefaultValueFactory = _ => 1.0 };
         var readOnly = new Option<bool>("--read-only") { Description = "Mount read-only" };

@@ -21,10 +21,10 @@ public sealed record VfsOptions
     public int BufferWaitMs { get; init; } = 120_000;
 
     /// <summary>Blocks read ahead after a sequential read.</summary>
-    public int PrefetchBlocks { get; init; } = 2;
+    public int PrefetchBlocks { get; init; } = 8;
 
     /// <summary>Block downloads in flight for read-ahead.</summary>
-    public int PrefetchConcurrencyMax { get; init; } = 4;
+    public int PrefetchConcurrencyMax { get; init; } = 8;
 
     /// <summary>Bytes of blocks kept in memory (LRU).</summary>
     public long MemoryCacheBytesMax { get; init; } = 128L << 20;
