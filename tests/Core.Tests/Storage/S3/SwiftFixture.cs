@@ -71,17 +71,28 @@ public sealed class SwiftFixture : IAsyncLifetime
     };
 
     private const int BucketCreateTimeoutSeconds = 60;
+    private const int StartAttemptsMax = 2;
 
     public async Task InitializeAsync()
     {
-        Port = FreePort();
         Directory.CreateDirectory(Dir);
-        var (code, output) = await RunScriptAsync("start", Dir, Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        if (code != 0)
+        // The script picks free backend ports itself; another process can take one between the pick and the bind,
+        // so a failed start is tried once more on fresh ports before the tests are failed.
+        for (var attempt = 1; ; attempt++)
         {
-            // Not a skip: without Swift every S3 test must fail, and say why.
-            throw new InvalidOperationException(
-                $"swift-s3.sh start {Dir} {Port} exited with {code}:{Environment.NewLine}{output}");
+            Port = FreePort();
+            var (code, output) = await RunScriptAsync("start", Dir, Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            if (code == 0)
+            {
+                break;
+            }
+            if (attempt >= StartAttemptsMax)
+            {
+                // Not a skip: without Swift every S3 test must fail, and say why.
+                throw new InvalidOperationException(
+                    $"swift-s3.sh start {Dir} {Port} exited with {code} ({attempt} tries):{Environment.NewLine}{output}");
+            }
+            await RunScriptAsync("stop", Dir);
         }
         try
         {
