@@ -9,7 +9,7 @@ for p in "${pkgs[@]}"; do
 done
 if ((${#missing[@]})); then
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The gRPC interop tests drive our servers with the standard Node.js client.
 if [[ -f tests/interop/package-lock.json && ! -d tests/interop/node_modules ]]; then
