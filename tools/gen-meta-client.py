@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes IMetaClient and the RPC method table from the `service Meta` block of src/Core/Protos/meta.proto.
+"""Writes IMetaClient, the RPC client methods and the RPC method table from the `service Meta` block of src/Core/Protos/meta.proto.
 
 Run after adding an rpc to the proto: python3 tools/gen-meta-client.py
 """
@@ -43,12 +43,3 @@ table += ["    }", "}"]
 (root / "src/Core/Meta/MetaRpc.g.cs").write_text("\n".join(table) + "\n")
 print(f"{len(rpcs)} rpcs")
 
-inproc = [head, "using MirrorFS.Core.Meta;", "", "namespace MirrorFS.MetaServer.Engine;", "",
-          "/// <summary>The metadata client in the server's own process: calls go straight to the engine.</summary>",
-          "public sealed partial class InProcessMetaClient(MetaService service) : IMetaClient", "{"]
-for name, req, rep in rpcs:
-    inproc.append(f"    public Task<{rep}> {name}Async({req} request, CancellationToken ct = default) =>")
-    inproc.append(f"        service.{name}Async(request, ct);")
-    inproc.append("")
-inproc += ["    public ValueTask DisposeAsync() => ValueTask.CompletedTask;", "}"]
-(root / "src/MetaServer/Engine/InProcessMetaClient.g.cs").write_text("\n".join(inproc) + "\n")

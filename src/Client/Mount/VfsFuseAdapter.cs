@@ -8,7 +8,10 @@ namespace MirrorFS.Client.Mount;
 
 public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
 {
-    private const int ReadDirPageEntries = 1024;
+    // Smallest bytes a directory entry takes in the kernel's buffer (dirent / direntplus header and a short name):
+    // asking the metaserver for more entries than fit would only throw the rest away.
+    private const int DirentBytesMin = 32;
+    private const int DirentPlusBytesMin = 160;
 
     private static VfsContext Ctx(FuseRequest r) => new(r.Uid, r.Gid, (uint)Math.Max(0, r.Pid));
 
@@ -234,7 +237,8 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
 
     private async ValueTask ReadDirCore(FuseRequest request, ulong ino, int size, long offset, FuseFileInfo fi, bool plus)
     {
-        var res = await vfs.ReadDirAsync(Ctx(request), ino, fi.Fh, (ulong)offset, ReadDirPageEntries);
+        var fit = (uint)Math.Clamp(size / (plus ? DirentPlusBytesMin : DirentBytesMin), 1, vfs.Options.ReadDirPageEntries);
+        var res = await vfs.ReadDirAsync(Ctx(request), ino, fi.Fh, (ulong)offset, fit);
         if (!res.Ok)
         {
             request.ReplyError(res.Errno);
@@ -244,7 +248,7 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
         foreach (var e in res.Value!.Entries)
         {
             var added = plus
-                ? buffer.TryAddPlus(e.Name, IsDot(e.Name) ? new FuseEntry { Attr = ToStat(e.Attr) } : ToEntry(new VfsEntry(e.Attr, 1, 1)), (long)e.NextOffset)
+                ? buffer.TryAddPlus(e.Name, IsDot(e.Name) ? new FuseEntry { Attr = ToStat(e.Attr) } : ToEntry(new VfsEntry(e.Attr, vfs.Options.EntryTimeoutSec, vfs.Options.AttrTimeoutSec)), (long)e.NextOffset)
                 : buffer.TryAdd(e.Name, ToStat(e.Attr), (long)e.NextOffset);
             if (!added)
             {

@@ -43,10 +43,14 @@ internal sealed class ByteBudget(long bytesMax)
         }
         onShortage();
         var granted = node.Value.Item2.Task;
-        var done = await Task.WhenAny(granted, Task.Delay(timeoutMs, ct));
-        if (done == granted)
+        try
         {
+            // WaitAsync drops its timer as soon as the space is granted; a Task.Delay would stay armed.
+            await granted.WaitAsync(TimeSpan.FromMilliseconds(timeoutMs), ct);
             return true;
+        }
+        catch (TimeoutException)
+        {
         }
         lock (_lock)
         {

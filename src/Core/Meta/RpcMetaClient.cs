@@ -55,7 +55,6 @@ public sealed partial class RpcMetaClient : IMetaClient
                 {
                     Address = address,
                     BearerToken = _options.BearerToken,
-                    DefaultUnaryTimeoutMs = _options.CallTimeoutMs,
                 });
                 _channels[address] = ch;
             }
@@ -75,10 +74,20 @@ public sealed partial class RpcMetaClient : IMetaClient
         while (true)
         {
             ct.ThrowIfCancellationRequested();
+            // One deadline bounds the whole call, hint-following and retries included.
+            var remainingMs = deadline - Environment.TickCount64;
+            if (remainingMs <= 0 && last is not null)
+            {
+                break;
+            }
             try
             {
                 var reply = await Channel(address).UnaryAsync(MetaRpc.ServiceName, method, request, parser,
-                    new CallOptions { TimeoutMs = _options.CallTimeoutMs, CancellationToken = ct }).ConfigureAwait(false);
+                    new CallOptions
+                    {
+                        TimeoutMs = (int)Math.Clamp(remainingMs, 1, _options.CallTimeoutMs),
+                        CancellationToken = ct,
+                    }).ConfigureAwait(false);
                 _current = address;
                 NoteIndex(reply.Index);
                 return reply;
@@ -104,7 +113,7 @@ public sealed partial class RpcMetaClient : IMetaClient
                     {
                         break;
                     }
-                    await Task.Delay(_options.RetryDelayMs, ct).ConfigureAwait(false);
+                    await Task.Delay((int)Math.Clamp(deadline - Environment.TickCount64, 1, _options.RetryDelayMs), ct).ConfigureAwait(false);
                     tried.Clear();
                     next = _options.Addresses[0];
                 }

@@ -18,19 +18,12 @@ public sealed class FileObjectStore : IObjectStore
         _tmp = Path.Combine(_root, TempDirName);
         try
         {
-            if (create)
-            {
-                Directory.CreateDirectory(_tmp);
-            }
-            else if (!Directory.Exists(_root))
+            if (!create && !Directory.Exists(_root))
             {
                 throw new ObjectStoreException(Description, StoreFailure.NoSuchBucket,
                     $"directory {_root} does not exist; create it or check the URI");
             }
-            else
-            {
-                Directory.CreateDirectory(_tmp);
-            }
+            Directory.CreateDirectory(_tmp);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

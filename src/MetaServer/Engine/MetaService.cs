@@ -15,7 +15,7 @@ namespace MirrorFS.MetaServer.Engine;
 /// which. Reads wait for
 /// <see cref="IReplicatedLog.ReadBarrierAsync"/>, then read the state. <see cref="NotLeaderException"/> propagates.
 /// </summary>
-public sealed class MetaService
+public sealed class MetaService : IMetaClient
 {
     private readonly MetaStateMachine _state;
     private readonly IReplicatedLog _log;
@@ -252,4 +252,7 @@ public sealed class MetaService
         await _log.ReadBarrierAsync(ct);
         return _state.ListSessions(r);
     }
+
+    /// <summary>The engine owns no connection: as an <see cref="IMetaClient"/> there is nothing to close.</summary>
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }

@@ -83,7 +83,7 @@ public sealed class MetaServerHost : IAsyncDisposable
             BearerToken = _options.BearerToken,
             LoggerFactory = _options.LoggerFactory,
         });
-        _rpc.MapMetaService(new InProcessMetaClient(Service), Translate);
+        _rpc.MapMetaService(Service, Translate);
         await _rpc.StartAsync(ct).ConfigureAwait(false);
         _sweeper = Task.Run(SweepSessionsAsync, CancellationToken.None);
         _logger.LogInformation("mirrorfs-meta serving on {Address}, data in {Dir}, applied index {Index}",

@@ -34,6 +34,9 @@ public sealed class RaftLogOptions
 
     /// <summary>Inputs (messages, proposals, reads) queued for the loop; further senders wait.</summary>
     public int InboxItemsMax { get; init; } = 65_536;
+
+    /// <summary>Largest command accepted; a bigger one would fail the WAL append on every replica.</summary>
+    public int CommandBytesMax { get; init; } = 16 << 20;
 }
 
 /// <summary>
@@ -43,6 +46,9 @@ public sealed class RaftLogOptions
 /// </summary>
 public sealed class RaftLog : IReplicatedLog, ISnapshotSource
 {
+    /// <summary>Inputs handled before one Ready is written out.</summary>
+    private const int InboxBatchMax = 1024;
+
     private readonly IStateMachine _sm;
     private readonly RaftLogOptions _o;
     private readonly WriteAheadLog _wal;
@@ -139,6 +145,10 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
     public async Task<(ulong Index, byte[] Reply)> ProposeAsync(ReadOnlyMemory<byte> command, CancellationToken ct = default)
     {
         var done = new TaskCompletionSource<(ulong, byte[])>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (command.Length > Math.Min(_o.CommandBytesMax, WalFormat.PayloadBytesMax - 1))
+        {
+            throw new ArgumentException($"command is {command.Length} bytes; the limit is {_o.CommandBytesMax} (CommandBytesMax)", nameof(command));
+        }
         var copy = command.ToArray();
         await _inbox.Writer.WriteAsync(() =>
         {
@@ -225,10 +235,10 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
                     _node.Tick();
                     tick = timer.WaitForNextTickAsync(_stop.Token).AsTask();
                 }
-                for (var n = 0; n < 1024 && _inbox.Reader.TryRead(out var action); n++)
+                // Every action queued so far shares one Ready: one WAL append and one fsync (group commit).
+                for (var n = 0; n < InboxBatchMax && _inbox.Reader.TryRead(out var action); n++)
                 {
                     action();
-                    await HandleReadyAsync();
                 }
                 await HandleReadyAsync();
             }

@@ -46,22 +46,29 @@ internal static class WalFormat
 
     /// <summary>Parses a segment header; null with a reason when it is damaged. An intact header of another format
     /// version throws <see cref="NotSupportedException"/> (<paramref name="what"/> names the file in the message).</summary>
-    public static ulong? ReadSegmentHeader(ReadOnlySpan<byte> src, string what, out string? problem)
+    public static ulong? ReadSegmentHeader(ReadOnlySpan<byte> src, string what, out string? problem) =>
+        CheckHeader(src, SegmentMagic, SegmentHeaderBytes, 28, what, out problem, $"header is {src.Length} bytes, expected {SegmentHeaderBytes}")
+            ? BinaryPrimitives.ReadUInt64LittleEndian(src[16..])
+            : null;
+
+    // The checks every header shares: length, magic, header checksum at crcOffset, then the format version.
+    private static bool CheckHeader(ReadOnlySpan<byte> src, ReadOnlySpan<byte> magic, int headerBytes, int crcOffset,
+        string what, out string? problem, string shortProblem)
     {
-        if (src.Length < SegmentHeaderBytes)
+        if (src.Length < headerBytes)
         {
-            problem = $"header is {src.Length} bytes, expected {SegmentHeaderBytes}";
-            return null;
+            problem = shortProblem;
+            return false;
         }
-        if (!src[..8].SequenceEqual(SegmentMagic))
+        if (!src[..8].SequenceEqual(magic))
         {
             problem = "bad magic";
-            return null;
+            return false;
         }
-        if (BinaryPrimitives.ReadUInt32LittleEndian(src[28..]) != Crc32C.Compute(src[..28]))
+        if (BinaryPrimitives.ReadUInt32LittleEndian(src[crcOffset..]) != Crc32C.Compute(src[..crcOffset]))
         {
             problem = "header checksum mismatch";
-            return null;
+            return false;
         }
         var version = BinaryPrimitives.ReadUInt32LittleEndian(src[8..]);
         if (version != Version)
@@ -70,7 +77,7 @@ internal static class WalFormat
             throw new NotSupportedException($"{what} has format version {version}; this build reads version {Version}: run a newer mirrorfs-meta");
         }
         problem = null;
-        return BinaryPrimitives.ReadUInt64LittleEndian(src[16..]);
+        return true;
     }
 
     /// <summary>Writes a record header for <paramref name="payload"/>; the checksum covers index, term and payload.</summary>
@@ -103,36 +110,14 @@ internal static class WalFormat
 
     public readonly record struct SnapshotHeader(ulong Index, ulong Term, ulong BodyLength, uint BodyCrc);
 
-    public static SnapshotHeader? ReadSnapshotHeader(ReadOnlySpan<byte> src, string what, out string? problem)
-    {
-        if (src.Length < SnapshotHeaderBytes)
-        {
-            problem = $"file is shorter than the {SnapshotHeaderBytes}-byte header";
-            return null;
-        }
-        if (!src[..8].SequenceEqual(SnapshotMagic))
-        {
-            problem = "bad magic";
-            return null;
-        }
-        if (BinaryPrimitives.ReadUInt32LittleEndian(src[44..]) != Crc32C.Compute(src[..44]))
-        {
-            problem = "header checksum mismatch";
-            return null;
-        }
-        var version = BinaryPrimitives.ReadUInt32LittleEndian(src[8..]);
-        if (version != Version)
-        {
-            // Intact but newer: refuse rather than treat it as damage, which would delete or skip it.
-            throw new NotSupportedException($"{what} has format version {version}; this build reads version {Version}: run a newer mirrorfs-meta");
-        }
-        problem = null;
-        return new SnapshotHeader(
-            BinaryPrimitives.ReadUInt64LittleEndian(src[16..]),
-            BinaryPrimitives.ReadUInt64LittleEndian(src[24..]),
-            BinaryPrimitives.ReadUInt64LittleEndian(src[32..]),
-            BinaryPrimitives.ReadUInt32LittleEndian(src[40..]));
-    }
+    public static SnapshotHeader? ReadSnapshotHeader(ReadOnlySpan<byte> src, string what, out string? problem) =>
+        CheckHeader(src, SnapshotMagic, SnapshotHeaderBytes, 44, what, out problem, $"file is shorter than the {SnapshotHeaderBytes}-byte header")
+            ? new SnapshotHeader(
+                BinaryPrimitives.ReadUInt64LittleEndian(src[16..]),
+                BinaryPrimitives.ReadUInt64LittleEndian(src[24..]),
+                BinaryPrimitives.ReadUInt64LittleEndian(src[32..]),
+                BinaryPrimitives.ReadUInt32LittleEndian(src[40..]))
+            : null;
 
     public static void WriteHardState(Span<byte> dest, HardState state)
     {
@@ -152,26 +137,11 @@ internal static class WalFormat
             problem = $"file is {src.Length} bytes, expected {HardStateBytes}";
             return null;
         }
-        if (!src[..8].SequenceEqual(HardStateMagic))
-        {
-            problem = "bad magic";
-            return null;
-        }
-        if (BinaryPrimitives.ReadUInt32LittleEndian(src[40..]) != Crc32C.Compute(src[..40]))
-        {
-            problem = "checksum mismatch";
-            return null;
-        }
-        var version = BinaryPrimitives.ReadUInt32LittleEndian(src[8..]);
-        if (version != Version)
-        {
-            // Intact but newer: refuse rather than treat it as damage, which would delete or skip it.
-            throw new NotSupportedException($"{what} has format version {version}; this build reads version {Version}: run a newer mirrorfs-meta");
-        }
-        problem = null;
-        return new HardState(
-            BinaryPrimitives.ReadUInt64LittleEndian(src[16..]),
-            BinaryPrimitives.ReadUInt64LittleEndian(src[24..]),
-            BinaryPrimitives.ReadUInt64LittleEndian(src[32..]));
+        return CheckHeader(src, HardStateMagic, HardStateBytes, 40, what, out problem, "")
+            ? new HardState(
+                BinaryPrimitives.ReadUInt64LittleEndian(src[16..]),
+                BinaryPrimitives.ReadUInt64LittleEndian(src[24..]),
+                BinaryPrimitives.ReadUInt64LittleEndian(src[32..]))
+            : null;
     }
 }

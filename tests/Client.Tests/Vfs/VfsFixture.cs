@@ -18,7 +18,7 @@ internal sealed class VfsFixture : IAsyncDisposable
     private VfsFixture(MetaService service, IObjectStore store)
     {
         Service = service;
-        Meta = new InProcessMetaClient(service);
+        Meta = service;
         Store = store;
     }
 

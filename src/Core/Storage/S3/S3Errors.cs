@@ -51,23 +51,30 @@ internal static class S3Errors
         "give ACCESS_KEY:SECRET@ or access-key=/secret-key= in the URI, or set AWS_ACCESS_KEY_ID and " +
         "AWS_SECRET_ACCESS_KEY, or configure an AWS profile";
 
+    /// <summary>The failure an S3 error code means (for calls and for per-key DeleteObjects errors alike).</summary>
+    internal static StoreFailure FailureOf(string? code) => FromCode(code)?.Failure ?? StoreFailure.Other;
+
+    private static (StoreFailure Failure, string Hint)? FromCode(string? code) => code switch
+    {
+        "NoSuchBucket" => (StoreFailure.NoSuchBucket, "create the bucket or fix the bucket name in the URI"),
+        "InvalidAccessKeyId" or "SignatureDoesNotMatch" or "InvalidToken" or "ExpiredToken"
+            or "TokenRefreshRequired" or "AuthorizationHeaderMalformed" or "InvalidSecurity"
+            or "MissingSecurityHeader" or "InvalidClientTokenId" or "UnrecognizedClientException" =>
+            (StoreFailure.Unauthorized, "check the access key and secret; " + CredentialHint),
+        "RequestTimeTooSkewed" => (StoreFailure.Unauthorized, "this machine's clock is off by more than 15 minutes: fix it (NTP)"),
+        "AccessDenied" or "AllAccessDisabled" or "AccountProblem" =>
+            (StoreFailure.AccessDenied, "these credentials lack permission for this bucket or key"),
+        "SlowDown" or "InternalError" or "ServiceUnavailable" or "RequestTimeout" or "Throttling"
+            or "ThrottlingException" or "RequestThrottled" or "RequestLimitExceeded" or "OperationAborted" =>
+            (StoreFailure.Transient, "the server is busy or failing; a retry may succeed"),
+        _ => null,
+    };
+
     private static (StoreFailure Failure, string Hint) Classify(AmazonServiceException e)
     {
-        switch (e.ErrorCode)
+        if (FromCode(e.ErrorCode) is { } known)
         {
-            case "NoSuchBucket":
-                return (StoreFailure.NoSuchBucket, "create the bucket or fix the bucket name in the URI");
-            case "InvalidAccessKeyId" or "SignatureDoesNotMatch" or "InvalidToken" or "ExpiredToken"
-                or "TokenRefreshRequired" or "AuthorizationHeaderMalformed" or "InvalidSecurity"
-                or "MissingSecurityHeader" or "InvalidClientTokenId" or "UnrecognizedClientException":
-                return (StoreFailure.Unauthorized, "check the access key and secret; " + CredentialHint);
-            case "RequestTimeTooSkewed":
-                return (StoreFailure.Unauthorized, "this machine's clock is off by more than 15 minutes: fix it (NTP)");
-            case "AccessDenied" or "AllAccessDisabled" or "AccountProblem":
-                return (StoreFailure.AccessDenied, "these credentials lack permission for this bucket or key");
-            case "SlowDown" or "InternalError" or "ServiceUnavailable" or "RequestTimeout" or "Throttling"
-                or "ThrottlingException" or "RequestThrottled" or "RequestLimitExceeded" or "OperationAborted":
-                return (StoreFailure.Transient, "the server is busy or failing; a retry may succeed");
+            return known;
         }
         var status = (int)e.StatusCode;
         return status switch

@@ -326,13 +326,7 @@ public sealed class S3ObjectStore : IObjectStore
             return;
         }
         var first = failed[0];
-        var failure = first.Code switch
-        {
-            "AccessDenied" => StoreFailure.AccessDenied,
-            "InternalError" or "SlowDown" or "ServiceUnavailable" => StoreFailure.Transient,
-            "InvalidAccessKeyId" or "SignatureDoesNotMatch" => StoreFailure.Unauthorized,
-            _ => StoreFailure.Other,
-        };
+        var failure = S3Errors.FailureOf(first.Code);
         throw new ObjectStoreException(Description, failure,
             $"DELETE-MANY failed for {failed.Count} of {batchKeys} keys, first '{first.Key}': {first.Code}" +
             (string.IsNullOrEmpty(first.Message) ? "" : $": {S3Errors.OneLine(first.Message)}"));
