@@ -68,4 +68,10 @@ public partial interface IMetaClient
     Task<GetVolumeReply> GetVolumeAsync(GetVolumeRequest request, CancellationToken ct = default);
 
     Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest request, CancellationToken ct = default);
+
+    IAsyncEnumerable<DumpPage> DumpAsync(DumpRequest request, CancellationToken ct = default);
+
+    Task<LoadEntriesReply> LoadEntriesAsync(LoadEntriesRequest request, CancellationToken ct = default);
+
+    Task<AcquireLeaseReply> AcquireLeaseAsync(AcquireLeaseRequest request, CancellationToken ct = default);
 }

@@ -72,5 +72,11 @@ public static partial class MetaRpc
             (req, ctx) => Invoke(() => impl.GetVolumeAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ListSessionsRequest, ListSessionsReply>(ServiceName, "ListSessions", ListSessionsRequest.Parser,
             (req, ctx) => Invoke(() => impl.ListSessionsAsync(req, ctx.CancellationToken), translate));
+        server.MapServerStreaming<DumpRequest, DumpPage>(ServiceName, "Dump", DumpRequest.Parser,
+            (req, writer, ctx) => InvokeStream(() => impl.DumpAsync(req, ctx.CancellationToken), writer, translate));
+        server.MapUnary<LoadEntriesRequest, LoadEntriesReply>(ServiceName, "LoadEntries", LoadEntriesRequest.Parser,
+            (req, ctx) => Invoke(() => impl.LoadEntriesAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<AcquireLeaseRequest, AcquireLeaseReply>(ServiceName, "AcquireLease", AcquireLeaseRequest.Parser,
+            (req, ctx) => Invoke(() => impl.AcquireLeaseAsync(req, ctx.CancellationToken), translate));
     }
 }

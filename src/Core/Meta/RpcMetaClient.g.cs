@@ -97,4 +97,13 @@ public sealed partial class RpcMetaClient
 
     public Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest request, CancellationToken ct = default) =>
         CallAsync("ListSessions", request, ListSessionsReply.Parser, ct);
+
+    public IAsyncEnumerable<DumpPage> DumpAsync(DumpRequest request, CancellationToken ct = default) =>
+        StreamAsync("Dump", request, DumpPage.Parser, ct);
+
+    public Task<LoadEntriesReply> LoadEntriesAsync(LoadEntriesRequest request, CancellationToken ct = default) =>
+        CallAsync("LoadEntries", request, LoadEntriesReply.Parser, ct);
+
+    public Task<AcquireLeaseReply> AcquireLeaseAsync(AcquireLeaseRequest request, CancellationToken ct = default) =>
+        CallAsync("AcquireLease", request, AcquireLeaseReply.Parser, ct);
 }

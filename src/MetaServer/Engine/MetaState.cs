@@ -31,4 +31,10 @@ internal sealed class MetaState
     public readonly Dictionary<ulong, int> OpenCounts = [];
 
     public readonly List<PendingSlice> Pending = [];
+
+    /// <summary>A load (LoadEntries BEGIN) has started and not finished: the tree is incomplete.</summary>
+    public bool Loading;
+
+    /// <summary>Named leases (AcquireLease) by name.</summary>
+    public readonly Dictionary<string, LeaseRec> Leases = new(StringComparer.Ordinal);
 }

@@ -277,8 +277,9 @@ public sealed partial class MetaStateMachine
         _lock.EnterReadLock();
         try
         {
-            return _s.Volume is null
-                ? new GetVolumeReply { Errno = Errno.ENOENT, Index = _s.AppliedIndex }
+            // A half-loaded tree is not a volume to mount: EBUSY until the load finishes.
+            return _s.Volume is null ? new GetVolumeReply { Errno = Errno.ENOENT, Index = _s.AppliedIndex }
+                : _s.Loading ? new GetVolumeReply { Errno = Errno.EBUSY, Index = _s.AppliedIndex }
                 : new GetVolumeReply { Index = _s.AppliedIndex, Volume = _s.Volume.Clone() };
         }
         finally

@@ -13,7 +13,8 @@ namespace MirrorFS.MetaServer.Engine;
 /// symlinks sorted (inode delta, target); xattrs sorted (inode delta, count, (name, value)...);
 /// chunks sorted by (inode, index) (inode, index, count, (id, size, offset, length, pos)...);
 /// sessions sorted (id, info, last active, acked seq, replies sorted (seq, bytes), opens sorted (inode, count));
-/// pending deletes in order (id, size, index); magic "MFS-END."; then SHA-256 of everything before it.
+/// pending deletes in order (id, size, index); [v2: extra sections, see WriteSnapshotSections];
+/// magic "MFS-END."; then SHA-256 of everything before it. A state that needs no v2 section is written as v1.
 /// FROZEN: version 1 readers must keep reading these bytes; a new layout gets a new version.
 /// </summary>
 public sealed partial class MetaStateMachine
@@ -22,7 +23,7 @@ public sealed partial class MetaStateMachine
 
     private static ReadOnlySpan<byte> SnapshotEndMagic => "MFS-END."u8;
 
-    public const int SnapshotVersion = 1;
+    public const int SnapshotVersion = 2;
 
     private const int PresizeMax = 1 << 22;
 
@@ -71,7 +72,8 @@ public sealed partial class MetaStateMachine
     private static void Write(MetaState s, SnapshotWriter w)
     {
         w.WriteRaw(SnapshotMagic);
-        w.WriteVarint(SnapshotVersion);
+        var version = SnapshotVersionFor(s);
+        w.WriteVarint((ulong)version);
         w.WriteVarint(s.AppliedIndex);
         w.WriteVarint(s.NextInode);
         w.WriteVarint(s.NextSliceId);
@@ -200,6 +202,10 @@ public sealed partial class MetaStateMachine
             w.WriteVarint(p.Size);
             w.WriteVarint(p.Index);
         }
+        if (version >= 2)
+        {
+            WriteSnapshotSections(s, w);
+        }
         w.WriteRaw(SnapshotEndMagic);
     }
 
@@ -215,9 +221,9 @@ public sealed partial class MetaStateMachine
             throw new InvalidDataException("not a MirrorFS metadata snapshot (bad magic); check the file you restore from");
         }
         var version = r.ReadVarint();
-        if (version != SnapshotVersion)
+        if (version is < 1 or > SnapshotVersion)
         {
-            throw new InvalidDataException($"snapshot format version {version} is not supported by this build (supports {SnapshotVersion}); use a matching mirrorfs-meta");
+            throw new InvalidDataException($"snapshot format version {version} is not supported by this build (supports 1 to {SnapshotVersion}); use a matching mirrorfs-meta");
         }
         const int countMax = int.MaxValue / 2;
         var s = new MetaState
@@ -338,6 +344,10 @@ public sealed partial class MetaStateMachine
         for (var i = 0; i < n; i++)
         {
             s.Pending.Add(new PendingSlice(r.ReadVarint(), r.ReadUInt32(), r.ReadVarint()));
+        }
+        if (version >= 2)
+        {
+            ReadSnapshotSections(r, s);
         }
         Span<byte> end = stackalloc byte[8];
         r.ReadRaw(end);

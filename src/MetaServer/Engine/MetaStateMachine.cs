@@ -150,6 +150,10 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
     {
         Attr? attr;
         int e;
+        if (BlockedByLoad(cmd.OpCase))
+        {
+            return new HeartbeatReply { Errno = Errno.EBUSY };
+        }
         switch (cmd.OpCase)
         {
             case Command.OpOneofCase.SetAttr:
@@ -210,6 +214,10 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
                 return ExpireSessions(cmd.ExpireSessions);
             case Command.OpOneofCase.Format:
                 return Format(cmd.Format);
+            case Command.OpOneofCase.LoadEntries:
+                return LoadEntries(cmd.LoadEntries);
+            case Command.OpOneofCase.AcquireLease:
+                return AcquireLease(cmd.AcquireLease);
             default:
                 return new HeartbeatReply { Errno = Errno.ENOSYS };
         }

@@ -76,7 +76,7 @@ public sealed class MetaServerHost : IAsyncDisposable
             Directory = _options.DataDirectory,
             SnapshotEveryEntries = _options.SnapshotEveryEntries,
         }, _options.LoggerFactory?.CreateLogger("mirrorfs-meta.log"));
-        Service = new MetaService(_state, _log);
+        Service = new MetaService(_state, _log) { DumpSpoolDirectory = _options.DataDirectory };
         _rpc = new RpcServer(new RpcServerOptions
         {
             Listen = _options.Listen,
