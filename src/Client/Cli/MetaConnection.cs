@@ -83,6 +83,10 @@ public static class MetaConnection
         {
             throw new CliException($"volume {url.Volume} not found on {url.Hosts} (it serves no volume yet): run mirrorfs format first");
         }
+        if (reply.Errno == Errno.EBUSY)
+        {
+            throw new CliException($"volume on {url.Hosts} is being loaded, or a load stopped half-way: wait for mirrorfs load to finish, or run it again");
+        }
         if (reply.Errno != 0)
         {
             throw new CliException($"metaserver {url.Hosts} could not read the volume: errno {reply.Errno}");

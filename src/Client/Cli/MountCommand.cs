@@ -3,6 +3,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
+using MirrorFS.Client.Dump;
 using MirrorFS.Client.Fuse;
 using MirrorFS.Client.Mount;
 using MirrorFS.Client.Vfs;
@@ -31,10 +32,21 @@ public static class MountCommand
         var entryCache = new Option<double>("--entry-cache") { Description = "Seconds the kernel caches name lookups", DefaultValueFactory = _ => 1.0 };
         var readOnly = new Option<bool>("--read-only") { Description = "Mount read-only" };
         var tokenFile = MetaConnection.TokenFileOption();
+        var backupMeta = new Option<string>("--backup-meta")
+        {
+            Description = "Write a compressed metadata dump to VOLUME/meta/ in the bucket this often (one client at a time; 0 = off)",
+            DefaultValueFactory = _ => "1h",
+        };
+        var backupSkipAbove = new Option<ulong>("--backup-skip-above")
+        {
+            Description = "Skip metadata backups (with a warning) when the volume has more inodes than this",
+            DefaultValueFactory = _ => 1_000_000,
+        };
+        var backupKeep = new Option<int>("--backup-keep") { Description = "Metadata backups kept in the bucket", DefaultValueFactory = _ => 7 };
         var cmd = new Command("mount", "Mount a volume")
         {
             metaUrl, mountPoint, background, logFile, cacheDir, cacheSize, memCache, bufferSize, maxUploads, prefetch,
-            attrCache, entryCache, readOnly, tokenFile,
+            attrCache, entryCache, readOnly, tokenFile, backupMeta, backupSkipAbove, backupKeep,
         };
         cmd.SetAction(CliApp.Guard(ctx, "mount", async (parse, ct) =>
         {
@@ -52,13 +64,24 @@ public static class MountCommand
                 DiskCacheDirectory = parse.GetValue(cacheDir) is { } d ? Path.GetFullPath(d) : null,
                 DiskCacheBytesMax = Sizes.Parse(parse.GetValue(cacheSize)!, "--cache-size"),
             };
+            var backupEvery = Durations.Parse(parse.GetValue(backupMeta)!, "--backup-meta");
+            if (backupEvery > TimeSpan.Zero && backupEvery < TimeSpan.FromSeconds(1))
+            {
+                throw new CliException("--backup-meta must be 0 (off) or at least 1s");
+            }
+            var backup = backupEvery == TimeSpan.Zero ? null : new MetaBackupOptions
+            {
+                Interval = backupEvery,
+                SkipAboveInodes = parse.GetValue(backupSkipAbove),
+                Keep = Positive(parse.GetValue(backupKeep), "--backup-keep"),
+            };
             var token = MetaConnection.ResolveToken(url, parse.GetValue(tokenFile), ctx);
             if (parse.GetValue(background))
             {
                 var log = parse.GetValue(logFile) ?? Path.Combine(Path.GetTempPath(), $"mirrorfs-{url.Volume}.log");
                 return await StartBackgroundAsync(ctx, url, mp, log, token, ct).ConfigureAwait(false);
             }
-            return await RunForegroundAsync(ctx, url, mp, token, options, parse.GetValue(readOnly), ct).ConfigureAwait(false);
+            return await RunForegroundAsync(ctx, url, mp, token, options, parse.GetValue(readOnly), backup, ct).ConfigureAwait(false);
         }));
         return cmd;
     }
@@ -85,7 +108,7 @@ public static class MountCommand
     }
 
     private static async Task<int> RunForegroundAsync(CliContext ctx, MetaUrl url, string mp, string? token,
-        VfsOptions options, bool readOnly, CancellationToken ct)
+        VfsOptions options, bool readOnly, MetaBackupOptions? backupOptions, CancellationToken ct)
     {
         using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o =>
         {
@@ -98,6 +121,10 @@ public static class MountCommand
         await using var store = ObjectStoreFactory.Open(volume.Storage);
         await using var vfs = await MetaConnection.CallAsync(url,
             () => MirrorVfs.CreateAsync(meta, store, options, loggers.CreateLogger("mirrorfs.vfs"), ct: ct)).ConfigureAwait(false);
+        // A read-only mount writes nothing to the bucket, backups included.
+        await using var backup = backupOptions is null || readOnly
+            ? null
+            : new MetaBackup(vfs.Session, store, volume.Name, backupOptions, loggers.CreateLogger("mirrorfs.backup"));
         FuseMount mount;
         try
         {
@@ -117,6 +144,7 @@ public static class MountCommand
         using (mount)
         {
             var loop = mount.RunAsync();
+            backup?.Start();
             await ctx.Out.WriteLineAsync($"mirrorfs: {url.Volume} ({ObjectStoreFactory.Redact(volume.Storage)}) mounted at {mp}; " +
                                          $"stop with: mirrorfs umount {mp}").ConfigureAwait(false);
             await ctx.Out.FlushAsync(ct).ConfigureAwait(false);
