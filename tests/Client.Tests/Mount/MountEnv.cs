@@ -80,7 +80,10 @@ public sealed class MountEnv : IAsyncDisposable
     }
 
     /// <summary>Starts `mirrorfs mount` in the foreground as a child and waits until the kernel lists the mount.</summary>
-    public async Task<MountProcess> MountAsync(string mountPoint, params string[] extraArgs)
+    public Task<MountProcess> MountAsync(string mountPoint, params string[] extraArgs) => MountAtAsync(MetaUrl, mountPoint, extraArgs);
+
+    /// <summary>As <see cref="MountAsync"/>, for a volume on another metaserver (same token).</summary>
+    public async Task<MountProcess> MountAtAsync(string metaUrl, string mountPoint, params string[] extraArgs)
     {
         Directory.CreateDirectory(mountPoint);
         var dll = Path.Combine(AppContext.BaseDirectory, "mirrorfs.dll");
@@ -91,7 +94,7 @@ public sealed class MountEnv : IAsyncDisposable
             RedirectStandardError = true,
             RedirectStandardInput = true,
         };
-        foreach (var a in (string[])[dll, "mount", MetaUrl, mountPoint, "--token-file", TokenFile, .. extraArgs])
+        foreach (var a in (string[])[dll, "mount", metaUrl, mountPoint, "--token-file", TokenFile, .. extraArgs])
         {
             psi.ArgumentList.Add(a);
         }
