@@ -19,16 +19,16 @@ public sealed record ProcessClusterStatus(IReadOnlyList<ProcessNodeStatus> Nodes
     {
         using var doc = JsonDocument.Parse(json);
         var nodes = new List<ProcessNodeStatus>();
-        foreach (var m in doc.RootElement.GetProperty("members").EnumerateArray())
+        foreach (var m in doc.RootElement.GetProperty("nodes").EnumerateArray())
         {
-            var reachable = !m.TryGetProperty("error", out var err) || err.ValueKind == JsonValueKind.Null;
+            var reachable = m.GetProperty("reachable").GetBoolean();
             nodes.Add(new ProcessNodeStatus(
-                m.GetProperty("id").GetInt32(),
+                m.GetProperty("id").ValueKind == JsonValueKind.Number ? m.GetProperty("id").GetInt32() : 0,
                 m.GetProperty("address").GetString() ?? "",
-                reachable && m.TryGetProperty("role", out var role) ? role.GetString() ?? "" : "",
-                reachable && m.TryGetProperty("term", out var term) ? term.GetUInt64() : 0,
-                reachable && m.TryGetProperty("commitIndex", out var commit) ? commit.GetUInt64() : 0,
-                reachable && m.TryGetProperty("appliedIndex", out var applied) ? applied.GetUInt64() : 0,
+                reachable ? m.GetProperty("role").GetString() ?? "" : "",
+                reachable ? m.GetProperty("term").GetUInt64() : 0,
+                reachable ? m.GetProperty("commit").GetUInt64() : 0,
+                reachable ? m.GetProperty("applied").GetUInt64() : 0,
                 reachable));
         }
         return new ProcessClusterStatus(nodes, json);
