@@ -91,9 +91,9 @@ internal static class FailoverBench
                 // One caller per client, so the member it last talked to is the one that answered this call.
                 state.Served(client.CurrentAddress, r.Errno);
             }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            catch (Exception e) when (ct.IsCancellationRequested && e is OperationCanceledException or Core.Rpc.RpcException)
             {
-                return;
+                return; // the call in flight when the run ended
             }
             catch (MetaUnavailableException e)
             {

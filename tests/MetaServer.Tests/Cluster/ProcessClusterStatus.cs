@@ -3,7 +3,7 @@ using System.Text.Json;
 
 namespace MirrorFS.MetaServer.Tests.Cluster;
 
-public sealed record ProcessNodeStatus(int Id, string Address, string Role, ulong Term, ulong CommitIndex, ulong AppliedIndex, bool Reachable);
+public sealed record ProcessNodeStatus(int Id, string Address, string Role, ulong Term, ulong CommitIndex, ulong AppliedIndex, ulong SnapshotIndex, bool Reachable);
 
 public sealed record ProcessClusterStatus(IReadOnlyList<ProcessNodeStatus> Nodes, string Json)
 {
@@ -29,6 +29,7 @@ public sealed record ProcessClusterStatus(IReadOnlyList<ProcessNodeStatus> Nodes
                 reachable ? m.GetProperty("term").GetUInt64() : 0,
                 reachable ? m.GetProperty("commit").GetUInt64() : 0,
                 reachable ? m.GetProperty("applied").GetUInt64() : 0,
+                reachable ? m.GetProperty("snapshotIndex").GetUInt64() : 0,
                 reachable));
         }
         return new ProcessClusterStatus(nodes, json);

@@ -41,6 +41,11 @@ public sealed class ProcessRestartTests(ITestOutputHelper output) : IDisposable
                 before = await WalkAsync(c);
             }
             output.WriteLine($"tree of {before.Count} entries built");
+            // Every member recovers from a snapshot plus the log after it.
+            var taken = await cluster.WaitStatusAsync(s => s.AllApplied(3) && s.Nodes.All(n => n.SnapshotIndex > 0), 120_000,
+                "equal applied indexes and a snapshot on every member");
+            output.WriteLine($"before the kill: applied {taken.Nodes[0].AppliedIndex}, snapshots at " +
+                             string.Join(",", taken.Nodes.Select(n => n.SnapshotIndex)));
 
             await Task.WhenAll(cluster.Ids.ToArray().Select(cluster.KillAsync));
             foreach (var id in cluster.Ids)
@@ -63,7 +68,8 @@ public sealed class ProcessRestartTests(ITestOutputHelper output) : IDisposable
                 Assert.Equal(0, mk.Errno);
                 Assert.DoesNotContain($"ino={mk.Attr.Inode.ToString(CultureInfo.InvariantCulture)} ", string.Join("\n", before.Values));
             }
-            await cluster.WaitStatusAsync(s => s.AllApplied(3) && s.Leaders.Count == 1, 120_000, "three members, one leader, equal applied indexes");
+            var back = await cluster.WaitStatusAsync(s => s.AllApplied(3) && s.Leaders.Count == 1, 120_000, "three members, one leader, equal applied indexes");
+            Assert.True(back.Nodes[0].AppliedIndex > taken.Nodes[0].AppliedIndex, "the write after the restart is not applied");
         }
         catch
         {
