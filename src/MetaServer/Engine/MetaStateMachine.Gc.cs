@@ -65,11 +65,15 @@ public sealed partial class MetaStateMachine
             {
                 return new CompactChunkReply { Errno = Errno.EINVAL }; // the new slice must be new
             }
-            start = Math.Min(start, old.Pos);
-            end = Math.Max(end, old.Pos + old.Length);
+            if (old.Id != 0)
+            {
+                start = Math.Min(start, old.Pos);
+                end = Math.Max(end, old.Pos + old.Length);
+            }
         }
-        // The new slice must show at least every byte the old list covered, or a reader would lose data.
-        if (sl is not null && (sl.Pos > start || sl.Pos + sl.Length < end))
+        // The new slice must span every byte a stored slice showed (holes outside it read as zeros anyway), or a
+        // reader would lose data; no new slice is right only for a chunk of holes.
+        if (sl is null ? end > 0 : end > 0 && (sl.Pos > start || sl.Pos + sl.Length < end))
         {
             return new CompactChunkReply { Errno = Errno.EINVAL };
         }

@@ -195,6 +195,7 @@ public sealed class GcEngineTests
         Assert.Equal(Errno.EINVAL, (await Compact(h, f, 0, list, new Slice { Id = id + 100, Size = 150, Length = 150, Pos = 100 }, 0)).Errno); // never allocated
         Assert.Equal(Errno.EINVAL, (await Compact(h, f, 0, list, new Slice { Id = id, Size = 150, Length = 150, Pos = 100 }, -1)).Errno);
         Assert.Equal(Errno.ENOENT, (await Compact(h, 999, 0, list, new Slice { Id = id, Size = 150, Length = 150, Pos = 100 }, 0)).Errno);
+        Assert.Equal(Errno.EINVAL, (await Compact(h, f, 0, list, null, 0)).Errno); // data would be lost
         Assert.Equal(2, (await Chunk(h, f)).Count);
         var ok = await Compact(h, f, 0, list, new Slice { Id = id, Size = 150, Length = 150, Pos = 100 }, 0);
         Assert.True(ok.Compacted);
