@@ -381,7 +381,7 @@ public static class GcCommand
         var age = settings.MinAge.TotalHours >= 1
             ? string.Create(inv, $"{settings.MinAge.TotalHours:0.#} h")
             : string.Create(inv, $"{settings.MinAge.TotalSeconds:0} s");
-        Tables.Write(ctx, $"objects of volume {volume.Name} in {store.Description}", ["objects", "count", "bytes"],
+        Tables.Write(ctx, $"objects of volume {volume.Name}", ["objects", "count", "bytes"],
         [
             Row("valid (used by a slice)", r.Valid),
             Row("leaked (no slice uses them)", r.Leaked),
@@ -390,6 +390,7 @@ public static class GcCommand
             Row($"younger than {age} (skipped)", r.Young),
             Row("not block keys (not ours)", r.Foreign),
         ], new HashSet<int> { 1, 2 });
+        await ctx.Out.WriteLineAsync($"listed {BlockLayout.ChunksPrefix(volume.Name)} in {store.Description}").ConfigureAwait(false);
         await ctx.Out.WriteLineAsync(string.Create(inv,
             $"pending deletes: {r.PendingSlices} slices, {r.EligibleSlices} deletable now, {r.DelayedSlices} compacted and still delayed")).ConfigureAwait(false);
         if (settings.Compact)

@@ -172,6 +172,44 @@ public sealed class GcJobTests
         Assert.Equal(0, await vfs.ReleaseAsync(Ctx, ino, fh));
     }
 
+    [Fact]
+    public async Task A_reader_holding_a_slice_list_from_before_compaction_reads_on_after_the_old_blocks_are_gone()
+    {
+        var store = new MemoryObjectStore();
+        await using var f = await StartAsync(store);
+        var writer = await f.MountAsync(Manual);
+        var (ino, fh) = await CreateAsync(writer, "f");
+        var model = new byte[8 * 1000];
+        for (var i = 0; i < 8; i++)
+        {
+            var d = Pattern(1000, i);
+            await WriteAsync(writer, ino, fh, i * 1000, d);
+            d.CopyTo(model, i * 1000);
+            Assert.Equal(0, await writer.FlushAsync(Ctx, ino, fh));
+        }
+        Assert.Equal(0, await writer.ReleaseAsync(Ctx, ino, fh));
+
+        // A second client reads once (caching the 8-slice list) with a tiny memory cache, then keeps the file open.
+        var reader = await f.MountAsync(Manual with { MemoryCacheBytesMax = 1 });
+        var rfh = await OpenAsync(reader, ino, OpenFlags.ReadOnly);
+        Assert.Equal(model, await ReadAsync(reader, ino, rfh, 0, model.Length));
+
+        await using (var compactor = new ChunkCompactor(writer.Session, store, VolumeName, Bs, TimeSpan.Zero,
+                         Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance))
+        {
+            Assert.Equal(CompactOutcome.Compacted, (await compactor.CompactAsync(ino, 0, 2)).Outcome);
+        }
+        await using (var deleter = new BlockDeleter(writer.Session, store, VolumeName, Bs, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance))
+        {
+            Assert.Equal(8, (await deleter.RunOnceAsync()).Slices);
+        }
+        Assert.Single(await StoredSliceIds(store));
+
+        // The cached list names deleted blocks: the read fetches the list again instead of failing.
+        Assert.Equal(model, await ReadAsync(reader, ino, rfh, 0, model.Length));
+        Assert.Equal(0, await reader.ReleaseAsync(Ctx, ino, rfh));
+    }
+
     /// <summary>Runs a hook once, before the first put.</summary>
     private sealed class PutHookStore(IObjectStore inner) : IObjectStore
     {
