@@ -20,7 +20,7 @@ internal static class FailoverBench
     public static async Task<int> RunAsync(BenchOptions o)
     {
         Console.WriteLine($"raftbench --failover: {ClusterSize} mirrorfs-meta processes on loopback, data under {o.Root}; " +
-                          $"{Probers} writers; kill -9 of the leader {o.Kills} times");
+                          $"{Probers} writers; kill -9 of the leader {o.Kills} times; load average {ThroughputBench.LoadAverage()}");
         await using var cluster = await MetaCluster.StartAsync(Path.Combine(o.Root, "meta"), ClusterSize, basePort: 0);
         await cluster.FormatAsync(Root);
 

@@ -1,7 +1,7 @@
 // mirrorfs-raftbench: committed metadata writes/s and commit latency of a three-node mirrorfs-meta cluster (real
 // processes, loopback, data on disk) next to etcd 3.4 at the same concurrency; or, with --failover, election times
 // after kill -9 of the leader.
-//   bench/RaftBench/run.sh [--seconds 10] [--callers 1,64] [--only meta|etcd] [--failover [--kills 5]]
+//   bench/RaftBench/run.sh [--seconds 10] [--callers 1,64] [--rounds 1] [--only meta|etcd] [--failover [--kills 5]]
 using System.Globalization;
 using MirrorFS.Bench;
 
@@ -21,6 +21,7 @@ var options = new BenchOptions
     Only = Opt("--only"),
     ValueBytes = int.Parse(Opt("--value-bytes") ?? "256", inv),
     Kills = int.Parse(Opt("--kills") ?? "5", inv),
+    Rounds = int.Parse(Opt("--rounds") ?? "1", inv),
     Root = Path.Combine(Opt("--dir") ?? "/tmp", "raftbench-" + Guid.NewGuid().ToString("N")[..8]),
     Keep = Flag("--keep"),
 };
@@ -63,6 +64,7 @@ internal sealed record BenchOptions
     public string? Only { get; init; }
     public int ValueBytes { get; init; }
     public int Kills { get; init; }
+    public int Rounds { get; init; }
     public required string Root { get; init; }
     public bool Keep { get; init; }
 }

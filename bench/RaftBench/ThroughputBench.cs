@@ -13,61 +13,89 @@ internal static class ThroughputBench
     public static async Task<int> RunAsync(BenchOptions o)
     {
         Console.WriteLine($"raftbench: {ClusterSize}-node clusters on loopback, data on disk under {o.Root}; " +
-                          $"{o.Seconds:F0} s per run after {o.WarmupSeconds:F0} s warm-up; callers {string.Join(",", o.Callers)}");
-        Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {Environment.OSVersion}");
+                          $"{o.Seconds:F0} s per run after {o.WarmupSeconds:F0} s warm-up; callers {string.Join(",", o.Callers)}; " +
+                          $"{o.Rounds} round(s), medians shown");
+        Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {Environment.OSVersion}, load average {LoadAverage()}");
         var meta = new List<LoadResult>();
         var etcd = new List<LoadResult>();
-        string? etcdName = null;
-        if (o.Only is null or "meta")
+        var etcdBinary = o.Only is null or "etcd" ? EtcdCluster.FindBinary() : null;
+        if (o.Only is null or "etcd" && etcdBinary is null)
         {
-            Console.WriteLine("mirrorfs-meta: each write is a Mknod of a unique name with (session, seq): one committed Raft entry");
-            await using var cluster = await MetaCluster.StartAsync(Path.Combine(o.Root, "meta"), ClusterSize, basePort: 0);
-            await cluster.FormatAsync(Root);
-            foreach (var callers in o.Callers)
-            {
-                var r = await RunMetaAsync(cluster, callers, o);
-                Print("mirrorfs-meta", r);
-                meta.Add(r);
-            }
+            Console.WriteLine("etcd: NOT RUN — etcd is not installed (Debian: apt-get install etcd-server, or run bench/RaftBench/run.sh)");
         }
-        if (o.Only is null or "etcd")
+        // Rounds alternate the systems, each on fresh clusters, so that a change in machine load hits both alike.
+        for (var round = 1; round <= o.Rounds; round++)
         {
-            var binary = EtcdCluster.FindBinary();
-            if (binary is null)
+            if (o.Only is null or "meta")
             {
-                Console.WriteLine("etcd: NOT RUN — etcd is not installed (Debian: apt-get install etcd-server, or run bench/RaftBench/run.sh)");
+                Console.WriteLine($"round {round}: mirrorfs-meta, each write a Mknod of a unique name with (session, seq): one committed Raft entry");
+                await using var cluster = await MetaCluster.StartAsync(Path.Combine(o.Root, $"meta{round}"), ClusterSize, basePort: 0);
+                await cluster.FormatAsync(Root);
+                foreach (var callers in o.Callers)
+                {
+                    var r = await RunMetaAsync(cluster, callers, o);
+                    Print("mirrorfs-meta", r);
+                    meta.Add(r);
+                }
             }
-            else
+            if (etcdBinary is not null)
             {
-                await using var cluster = await EtcdCluster.StartAsync(binary, Path.Combine(o.Root, "etcd"), ClusterSize);
-                etcdName = $"etcd {cluster.Version}";
+                await using var cluster = await EtcdCluster.StartAsync(etcdBinary, Path.Combine(o.Root, $"etcd{round}"), ClusterSize);
                 var leader = await cluster.LeaderUrlAsync();
-                Console.WriteLine($"{etcdName}: each write is POST /v3/kv/put of a unique key with a {o.ValueBytes}-byte value to the leader ({leader})");
+                Console.WriteLine($"round {round}: etcd {cluster.Version}, each write a POST /v3/kv/put of a unique key with a " +
+                                  $"{o.ValueBytes}-byte value to the leader ({leader})");
                 foreach (var callers in o.Callers)
                 {
                     using var client = new EtcdPutClient(leader, o.ValueBytes);
                     var r = await LoadRunner.RunAsync(callers, o.WarmupSeconds, o.Seconds, client.PutAsync);
-                    Print(etcdName, r);
+                    Print("etcd", r);
                     etcd.Add(r);
                 }
             }
         }
-        if (meta.Count > 0 && etcd.Count > 0)
+        Console.WriteLine($"load average after the runs: {LoadAverage()}");
+        if (meta.Count > 0 || etcd.Count > 0)
         {
             Console.WriteLine();
             Console.WriteLine($"{"callers",7} | {"mirrorfs w/s",12} {"p50 ms",7} {"p99 ms",7} | {"etcd w/s",9} {"p50 ms",7} {"p99 ms",7} | " +
                               $"{"w/s ratio",9} {"p50 ratio",9} {"p99 ratio",9}");
-            foreach (var m in meta)
+            foreach (var callers in o.Callers)
             {
-                var e = etcd.First(x => x.Callers == m.Callers);
+                var m = Median(meta, callers);
+                var e = Median(etcd, callers);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{m.Callers,7} | {m.WritesPerSecond,12:F0} {m.P50Ms,7:F2} {m.P99Ms,7:F2} | {e.WritesPerSecond,9:F0} {e.P50Ms,7:F2} {e.P99Ms,7:F2} | " +
-                    $"{m.WritesPerSecond / e.WritesPerSecond,9:F2} {m.P50Ms / e.P50Ms,9:F2} {m.P99Ms / e.P99Ms,9:F2}"));
+                    $"{callers,7} | {m.Wps,12:F0} {m.P50,7:F2} {m.P99,7:F2} | {e.Wps,9:F0} {e.P50,7:F2} {e.P99,7:F2} | " +
+                    $"{m.Wps / e.Wps,9:F2} {m.P50 / e.P50,9:F2} {m.P99 / e.P99,9:F2}"));
             }
             Console.WriteLine("ratios are mirrorfs-meta / etcd: w/s above 1 is faster, latency below 1 is faster");
         }
         var failed = meta.Concat(etcd).Any(r => r.Errors > 0);
         return failed ? 1 : 0;
+    }
+
+    /// <summary>Per-figure medians over the rounds at one concurrency (NaN when the system did not run).</summary>
+    private static (double Wps, double P50, double P99) Median(List<LoadResult> results, int callers)
+    {
+        var rs = results.Where(r => r.Callers == callers).ToArray();
+        double Mid(IEnumerable<double> xs)
+        {
+            var a = xs.Order().ToArray();
+            return a.Length == 0 ? double.NaN : a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
+        }
+        return (Mid(rs.Select(r => r.WritesPerSecond)), Mid(rs.Select(r => r.P50Ms)), Mid(rs.Select(r => r.P99Ms)));
+    }
+
+    /// <summary>The 1-minute load average: other work on the machine changes every figure here.</summary>
+    internal static string LoadAverage()
+    {
+        try
+        {
+            return File.ReadAllText("/proc/loadavg").Split(' ')[0];
+        }
+        catch (IOException)
+        {
+            return "?";
+        }
     }
 
     private static void Print(string system, LoadResult r)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the Raft benchmark: installs etcd 3.4 (Debian etcd-server) for the baseline if absent, builds, runs.
-#   bench/RaftBench/run.sh [--seconds 10] [--callers 1,64] [--only meta|etcd]
+#   bench/RaftBench/run.sh [--seconds 10] [--callers 1,64] [--rounds 3] [--only meta|etcd]
 #   bench/RaftBench/run.sh --failover [--kills 5]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
