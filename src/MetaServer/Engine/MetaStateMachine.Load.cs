@@ -282,16 +282,16 @@ public sealed partial class MetaStateMachine
         return new LoadEntriesReply { Inodes = _s.InodeCount, UsedBytes = _s.UsedBytes };
     }
 
-    // ---- snapshot extension (format v2) ----
+    // ---- snapshot extension (format v3) ----
 
     private const ulong SnapshotSectionLoad = 1;
     private const ulong SnapshotSectionLeases = 2;
 
-    /// <summary>The oldest format that holds the state: v1 unless a load is under way or a lease exists, so states
-    /// without them keep their v1 bytes.</summary>
-    private static int SnapshotVersionFor(MetaState s) => s.Loading || s.Leases.Count > 0 ? 2 : 1;
+    /// <summary>The oldest current format that holds the state: v2 unless a load is under way or a lease exists,
+    /// so states without them keep their v2 bytes.</summary>
+    private static int SnapshotVersionFor(MetaState s) => s.Loading || s.Leases.Count > 0 ? 3 : 2;
 
-    /// <summary>v2 adds, before the end marker: a section count, then per section a tag and its fields. Tags:
+    /// <summary>v3 adds, before the end marker: a section count, then per section a tag and its fields. Tags:
     /// 1 = load in progress (no fields); 2 = leases (count, then name, holder, expiry per lease, by name).</summary>
     private static void WriteSnapshotSections(MetaState s, SnapshotWriter w)
     {

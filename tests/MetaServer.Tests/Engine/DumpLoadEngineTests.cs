@@ -214,7 +214,7 @@ public sealed class DumpLoadEngineTests
         Assert.Equal(Errno.EBUSY, (await dst.Mkdir(Root, "nope")).Errno);
         Assert.Equal(Errno.EBUSY, (await dst.Svc.DumpAsync(new DumpRequest()).FirstAsync()).Errno);
 
-        // A snapshot keeps the load flag (format v2) and restores it.
+        // A snapshot keeps the load flag (format v3) and restores it.
         using (var ms = new MemoryStream())
         {
             dst.State.WriteSnapshot(ms);
@@ -331,12 +331,12 @@ public sealed class DumpLoadEngineTests
         Assert.Equal((Errno.EBUSY, a), (denied.Errno, denied.Holder));
         Assert.Equal(0, (await Take(a, 60_000_000_000)).Errno); // renew
 
-        // Snapshots carry leases (format v2).
+        // Snapshots carry leases (format v3).
         using (var ms = new MemoryStream())
         {
             h.State.WriteSnapshot(ms);
             var bytes = ms.ToArray();
-            Assert.Equal(2, bytes[8]);
+            Assert.Equal(3, bytes[8]);
             using var restored = new MetaStateMachine();
             restored.RestoreSnapshot(new MemoryStream(bytes));
             using var again = new MemoryStream();

@@ -1,4 +1,4 @@
-// Golden tests freezing the LoadEntries and AcquireLease command encodings and snapshot format v2 (load flag, leases).
+// Golden tests freezing the LoadEntries and AcquireLease command encodings and snapshot format v3 (load flag, leases).
 //
 // GOLDENS MAY ONLY GROW: never edit or delete a line of Golden/meta-dumpload.txt. To add a case, add it here and run
 // once with MIRRORFS_UPDATE_GOLDEN=1, which appends missing names and never rewrites existing ones.
@@ -93,7 +93,7 @@ public sealed class DumpLoadGoldenTests
         {
             if (!System.IO.File.Exists(GoldenPath()))
             {
-                System.IO.File.WriteAllText(GoldenPath(), "# Frozen LoadEntries/AcquireLease command encodings and snapshot v2 of a fixed state (name hex). GOLDENS MAY ONLY GROW: never edit or delete a line.\n");
+                System.IO.File.WriteAllText(GoldenPath(), "# Frozen LoadEntries/AcquireLease command encodings and snapshot v3 of a fixed state (name hex). GOLDENS MAY ONLY GROW: never edit or delete a line.\n");
             }
             System.IO.File.AppendAllLines(GoldenPath(), missing);
             return;
@@ -101,7 +101,7 @@ public sealed class DumpLoadGoldenTests
         Assert.Fail($"golden {File} lacks {string.Join(", ", missing.Select(m => m.Split(' ')[0]))}; run once with MIRRORFS_UPDATE_GOLDEN=1 to append them");
     }
 
-    /// <summary>The commands applied in order, stopped before FINISH so the state holds both v2 sections.</summary>
+    /// <summary>The commands applied in order, stopped before FINISH so the state holds both v3 sections.</summary>
     private static MetaStateMachine Build(bool finish, out List<byte[]> replies)
     {
         var sm = new MetaStateMachine();
@@ -131,7 +131,7 @@ public sealed class DumpLoadGoldenTests
     }
 
     [Fact]
-    public void Snapshot_v2_encoding_is_frozen_and_a_finished_state_without_leases_is_v1()
+    public void Snapshot_v3_encoding_is_frozen_and_a_finished_state_without_leases_is_v2()
     {
         using var sm = Build(finish: false, out var replies);
         foreach (var reply in replies)
@@ -141,10 +141,10 @@ public sealed class DumpLoadGoldenTests
         using var ms = new MemoryStream();
         sm.WriteSnapshot(ms);
         var bytes = ms.ToArray();
-        Assert.Equal(2, bytes[8]);
-        Verify([("snapshot_v2_loading_with_lease", Convert.ToHexString(bytes))]);
+        Assert.Equal(3, bytes[8]);
+        Verify([("snapshot_v3_loading_with_lease", Convert.ToHexString(bytes))]);
 
-        var golden = Convert.FromHexString(ReadGolden()["snapshot_v2_loading_with_lease"]);
+        var golden = Convert.FromHexString(ReadGolden()["snapshot_v3_loading_with_lease"]);
         using var restored = new MetaStateMachine();
         restored.RestoreSnapshot(new MemoryStream(golden));
         using var again = new MemoryStream();
@@ -152,12 +152,12 @@ public sealed class DumpLoadGoldenTests
         Assert.Equal(golden, again.ToArray());
         Assert.Equal(Errno.EBUSY, restored.GetVolume(new GetVolumeRequest()).Errno);
 
-        // Finished, with the lease released: nothing needs v2, so the bytes are v1.
+        // Finished, with the lease released: nothing needs v3, so the bytes are v2.
         using var done = Build(finish: true, out _);
         done.Apply(done.AppliedIndex + 1, new Command { SessionId = 3, Seq = 5, NowNs = T0 + 5, AcquireLease = new AcquireLeaseRequest { Name = "backup-meta" } }.ToByteArray());
-        using var v1 = new MemoryStream();
-        done.WriteSnapshot(v1);
-        Assert.Equal(1, v1.ToArray()[8]);
+        using var v2 = new MemoryStream();
+        done.WriteSnapshot(v2);
+        Assert.Equal(2, v2.ToArray()[8]);
         Assert.Equal(0, done.GetVolume(new GetVolumeRequest()).Errno);
     }
 }
