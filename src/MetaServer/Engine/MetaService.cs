@@ -15,7 +15,7 @@ namespace MirrorFS.MetaServer.Engine;
 /// which. Reads wait for
 /// <see cref="IReplicatedLog.ReadBarrierAsync"/>, then read the state. <see cref="NotLeaderException"/> propagates.
 /// </summary>
-public sealed class MetaService : IMetaClient
+public sealed partial class MetaService : IMetaClient
 {
     private readonly MetaStateMachine _state;
     private readonly IReplicatedLog _log;

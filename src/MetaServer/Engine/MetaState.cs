@@ -31,4 +31,10 @@ internal sealed class MetaState
     public readonly Dictionary<ulong, int> OpenCounts = [];
 
     public readonly List<PendingSlice> Pending = [];
+
+    /// <summary>Directory inode -> its quota (MetaStateMachine.Quota.cs).</summary>
+    public readonly Dictionary<ulong, QuotaRec> Quotas = [];
+
+    /// <summary>Regular files with more than one name: one parent per name, sorted (derived from the directories, not snapshotted).</summary>
+    public readonly Dictionary<ulong, List<ulong>> LinkParents = [];
 }

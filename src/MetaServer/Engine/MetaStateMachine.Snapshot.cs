@@ -1,4 +1,4 @@
-// Snapshot format v1 of the metadata state: canonical (sorted) order, so equal states give equal bytes.
+// Snapshot format v2 of the metadata state (reads v1 too): canonical (sorted) order, so equal states give equal bytes.
 using Google.Protobuf;
 using MirrorFS.Core.Meta;
 
@@ -13,8 +13,11 @@ namespace MirrorFS.MetaServer.Engine;
 /// symlinks sorted (inode delta, target); xattrs sorted (inode delta, count, (name, value)...);
 /// chunks sorted by (inode, index) (inode, index, count, (id, size, offset, length, pos)...);
 /// sessions sorted (id, info, last active, acked seq, replies sorted (seq, bytes), opens sorted (inode, count));
-/// pending deletes in order (id, size, index); magic "MFS-END."; then SHA-256 of everything before it.
-/// FROZEN: version 1 readers must keep reading these bytes; a new layout gets a new version.
+/// pending deletes in order (id, size, index); v2 only: quotas sorted (inode delta, max bytes, max inodes, used bytes
+/// (signed), used inodes (signed)); magic "MFS-END."; then SHA-256 of everything before it.
+/// v2 also keeps in a regular file's aux the directory of its only name (v1 wrote 0); the names of regular files are
+/// rebuilt from the directories on every restore, so a v1 snapshot restores to the state v2 code would have built.
+/// FROZEN: readers must keep reading every version's bytes; a new layout gets a new version.
 /// </summary>
 public sealed partial class MetaStateMachine
 {
@@ -22,7 +25,9 @@ public sealed partial class MetaStateMachine
 
     private static ReadOnlySpan<byte> SnapshotEndMagic => "MFS-END."u8;
 
-    public const int SnapshotVersion = 1;
+    public const int SnapshotVersion = 2;
+
+    private const int SnapshotVersionOldest = 1;
 
     private const int PresizeMax = 1 << 22;
 
@@ -200,6 +205,7 @@ public sealed partial class MetaStateMachine
             w.WriteVarint(p.Size);
             w.WriteVarint(p.Index);
         }
+        WriteQuotas(s, w);
         w.WriteRaw(SnapshotEndMagic);
     }
 
@@ -215,9 +221,9 @@ public sealed partial class MetaStateMachine
             throw new InvalidDataException("not a MirrorFS metadata snapshot (bad magic); check the file you restore from");
         }
         var version = r.ReadVarint();
-        if (version != SnapshotVersion)
+        if (version is < SnapshotVersionOldest or > SnapshotVersion)
         {
-            throw new InvalidDataException($"snapshot format version {version} is not supported by this build (supports {SnapshotVersion}); use a matching mirrorfs-meta");
+            throw new InvalidDataException($"snapshot format version {version} is not supported by this build (supports {SnapshotVersionOldest} to {SnapshotVersion}); use a matching mirrorfs-meta");
         }
         const int countMax = int.MaxValue / 2;
         var s = new MetaState
@@ -339,6 +345,11 @@ public sealed partial class MetaStateMachine
         {
             s.Pending.Add(new PendingSlice(r.ReadVarint(), r.ReadUInt32(), r.ReadVarint()));
         }
+        if (version >= 2)
+        {
+            ReadQuotas(r, s);
+        }
+        RebuildParents(s);
         Span<byte> end = stackalloc byte[8];
         r.ReadRaw(end);
         if (!end.SequenceEqual(SnapshotEndMagic))
