@@ -26,6 +26,9 @@ public sealed record MetaServerOptions
     /// <summary>How often the expiry check runs.</summary>
     public int SessionSweepMs { get; init; } = 10_000;
 
+    /// <summary>How often the leader deletes trash hour directories older than the volume's trash days.</summary>
+    public int TrashPurgeMs { get; init; } = 300_000;
+
     public ILoggerFactory? LoggerFactory { get; init; }
 }
 
@@ -48,6 +51,9 @@ public sealed class MetaServerHost : IAsyncDisposable
     public MetaService Service { get; private set; } = null!;
 
     public DurableSingleNodeLog Log => _log!;
+
+    /// <summary>The trash purge job (tests run a pass at a chosen time with RunOnceAsync).</summary>
+    public TrashPurger TrashPurger { get; private set; } = null!;
 
     /// <summary>host:port the server answers on.</summary>
     public string Address => _rpc!.Address;
@@ -86,6 +92,7 @@ public sealed class MetaServerHost : IAsyncDisposable
         _rpc.MapMetaService(Service, Translate);
         await _rpc.StartAsync(ct).ConfigureAwait(false);
         _sweeper = Task.Run(SweepSessionsAsync, CancellationToken.None);
+        (TrashPurger = new TrashPurger(Service, _options.TrashPurgeMs, _logger)).Start();
         _logger.LogInformation("mirrorfs-meta serving on {Address}, data in {Dir}, applied index {Index}",
             Address, _options.DataDirectory, _log.AppliedIndex);
     }
@@ -140,6 +147,10 @@ public sealed class MetaServerHost : IAsyncDisposable
         if (_sweeper is not null)
         {
             await _sweeper.ConfigureAwait(false);
+        }
+        if (TrashPurger is not null)
+        {
+            await TrashPurger.DisposeAsync().ConfigureAwait(false);
         }
         if (_log is not null)
         {

@@ -1,4 +1,4 @@
-// Golden tests freezing the Command record encoding and snapshot format v1 byte for byte.
+// Golden tests freezing the Command record encoding and the snapshot formats (v1 still read, v2 written) byte for byte.
 //
 // GOLDENS MAY ONLY GROW. Never edit or delete a line in Golden/*.txt: a difference means an encoding changed and
 // existing logs or snapshots would no longer read the same. To add a golden for a new case, add it to the test and
@@ -99,6 +99,29 @@ public sealed class GoldenTests
         c.CloseSession = new CloseSessionRequest();
         yield return ("close_session", c);
         yield return ("expire_sessions", new Command { NowNs = T0 + 100, ExpireSessions = new ExpireSessionsRequest { TimeoutNs = 30_000_000_000 } });
+        foreach (var x in QuotaAndTrashCommands())
+        {
+            yield return x;
+        }
+    }
+
+    /// <summary>The quota, volume-settings and trash ops (Command fields 60..64).</summary>
+    internal static IEnumerable<(string Name, Command Cmd)> QuotaAndTrashCommands()
+    {
+        Command C(ulong seq) => new() { SessionId = 7, Seq = seq, AckedSeq = seq - 1, NowNs = T0 + 200 + (long)seq };
+        var c = C(40);
+        c.UpdateVolume = new UpdateVolumeRequest { Cred = RootCred, TrashDays = 2, CapacityBytes = 1UL << 41, InodesMax = 2_000_000, UploadLimitBytes = 100 << 20, DownloadLimitBytes = 200 << 20, MetaOpsLimit = 5000 };
+        yield return ("update_volume", c);
+        c = C(41);
+        c.SetQuota = new SetQuotaRequest { Cred = RootCred, Inode = 1, MaxBytes = 1UL << 30, MaxInodes = 1000 };
+        yield return ("set_quota", c);
+        c = C(42);
+        c.CheckQuota = new CheckQuotaRequest { Cred = RootCred, Inode = 1, Repair = true };
+        yield return ("check_quota", c);
+        c = C(43);
+        c.DeleteQuota = new DeleteQuotaRequest { Cred = RootCred, Inode = 1 };
+        yield return ("delete_quota", c);
+        yield return ("purge_trash", new Command { NowNs = T0 + 300, PurgeTrash = new PurgeTrashRequest { BeforeNs = T0 - 86_400_000_000_000, EntriesMax = 500 } });
     }
 
     private static Dictionary<string, string> ReadGolden(string file)
@@ -167,7 +190,9 @@ public sealed class GoldenTests
     {
         var sm = new MetaStateMachine();
         replies = [];
-        var cmds = Commands().Where(c => c.Name is not ("close_session" or "expire_sessions")).ToList(); // keep the session
+        // Keep the session; the ops added with snapshot v2 build BuildFixedStateV2.
+        var later = QuotaAndTrashCommands().Select(c => c.Name).ToHashSet();
+        var cmds = Commands().Where(c => c.Name is not ("close_session" or "expire_sessions") && !later.Contains(c.Name)).ToList();
         cmds.Add(("extra_create", new Command { SessionId = 7, Seq = 30, NowNs = T0 + 50, NewInode = 9, Create = new CreateRequest { Cred = Alice, Parent = 1, Name = N("open-unlinked"), Mode = 0x1A4 } }));
         cmds.Add(("extra_unlink", new Command { SessionId = 7, Seq = 31, NowNs = T0 + 51, Unlink = new UnlinkRequest { Cred = Alice, Parent = 1, Name = N("open-unlinked") } }));
         cmds.Add(("extra_xattr", new Command { SessionId = 7, Seq = 32, NowNs = T0 + 52, SetXattr = new SetXattrRequest { Cred = Alice, Inode = 3, Name = N("user.keep"), Value = N("v") } }));
@@ -181,28 +206,69 @@ public sealed class GoldenTests
         return sm;
     }
 
-    [Fact]
-    public void Snapshot_v1_encoding_is_frozen()
+    /// <summary>The fixed state, then the trash turned on, quotas set, a file trashed and a quota-limited write.</summary>
+    internal static MetaStateMachine BuildFixedStateV2(out List<(string Name, byte[] Reply)> replies)
     {
-        using var sm = BuildFixedState(out var replies);
+        var sm = BuildFixedState(out replies);
+        var index = sm.AppliedIndex;
+        var cmds = new List<(string, Command)>
+        {
+            ("v2_update_volume", new Command { SessionId = 7, Seq = 50, NowNs = T0 + 60, UpdateVolume = new UpdateVolumeRequest { Cred = RootCred, TrashDays = 3, UploadLimitBytes = 1 << 20 } }),
+            ("v2_quota_root", new Command { SessionId = 7, Seq = 51, NowNs = T0 + 61, SetQuota = new SetQuotaRequest { Cred = RootCred, Inode = 1, MaxInodes = 100 } }),
+            ("v2_mkdir", new Command { SessionId = 7, Seq = 52, NowNs = T0 + 62, NewInode = 10, Mkdir = new MkdirRequest { Cred = Alice, Parent = 1, Name = N("q"), Mode = 0x1FF } }),
+            ("v2_quota_dir", new Command { SessionId = 7, Seq = 53, NowNs = T0 + 63, SetQuota = new SetQuotaRequest { Cred = RootCred, Inode = 10, MaxBytes = 8192 } }),
+            ("v2_mknod", new Command { SessionId = 7, Seq = 54, NowNs = T0 + 64, NewInode = 11, Mknod = new MknodRequest { Cred = Alice, Parent = 10, Name = N("f"), Mode = PosixMode.Regular | 0x1A4 } }),
+            ("v2_link", new Command { SessionId = 7, Seq = 55, NowNs = T0 + 65, Link = new LinkRequest { Cred = Alice, Inode = 11, NewParent = 1, NewName = N("f-link") } }),
+            ("v2_write", new Command { SessionId = 7, Seq = 56, NowNs = T0 + 66, WriteSlice = new WriteSliceRequest { Cred = Alice, Inode = 11, Slice = new Slice { Id = 3, Size = 5000, Length = 5000 } } }),
+            ("v2_unlink_link", new Command { SessionId = 7, Seq = 57, NowNs = T0 + 67, Unlink = new UnlinkRequest { Cred = Alice, Parent = 1, Name = N("f-link") } }),
+            ("v2_unlink_to_trash", new Command { SessionId = 7, Seq = 58, NowNs = T0 + 68, Unlink = new UnlinkRequest { Cred = Alice, Parent = 10, Name = N("f") } }),
+        };
+        foreach (var (name, cmd) in cmds)
+        {
+            replies.Add((name, sm.Apply(++index, cmd.ToByteArray())));
+        }
+        return sm;
+    }
+
+    private static string SnapshotHex(MetaStateMachine sm)
+    {
         using var ms = new MemoryStream();
         sm.WriteSnapshot(ms);
-        var bytes = ms.ToArray();
+        return Convert.ToHexString(ms.ToArray());
+    }
+
+    [Fact]
+    public void Snapshot_encodings_are_frozen()
+    {
+        using var sm = BuildFixedState(out var replies);
+        using var sm2 = BuildFixedStateV2(out var replies2);
         var actual = new List<(string, string)>
         {
-            ("snapshot_v1_fixed_state", Convert.ToHexString(bytes)),
             ("replies_fixed_state", string.Join(":", replies.Select(r => Convert.ToHexString(r.Reply)))),
+            ("snapshot_v2_fixed_state", SnapshotHex(sm)),
+            ("snapshot_v2_fixed_state_quota_trash", SnapshotHex(sm2)),
+            ("replies_fixed_state_quota_trash", string.Join(":", replies2.Select(r => Convert.ToHexString(r.Reply)))),
         };
         Verify("meta-snapshot.txt", actual);
 
-        // The frozen snapshot still restores, to a state that re-encodes identically.
-        var golden = Convert.FromHexString(ReadGolden("meta-snapshot.txt")["snapshot_v1_fixed_state"]);
+        // The frozen v1 snapshot still restores, to the state the same commands build today (v1 kept no directory
+        // for a regular file's name: restore rebuilds it), so it re-encodes as today's v2 bytes of that state.
+        var golden = ReadGolden("meta-snapshot.txt");
         using var restored = new MetaStateMachine();
-        restored.RestoreSnapshot(new MemoryStream(golden));
-        using var again = new MemoryStream();
-        restored.WriteSnapshot(again);
-        Assert.Equal(golden, again.ToArray());
+        restored.RestoreSnapshot(new MemoryStream(Convert.FromHexString(golden["snapshot_v1_fixed_state"])));
+        Assert.Equal(golden["snapshot_v2_fixed_state"], SnapshotHex(restored));
         Assert.Equal(0u, restored.GetAttr(new GetAttrRequest { Inode = 9 }).Attr.Nlink);
+        // The frozen v2 snapshots restore and re-encode identically.
+        foreach (var name in new[] { "snapshot_v2_fixed_state", "snapshot_v2_fixed_state_quota_trash" })
+        {
+            using var r2 = new MetaStateMachine();
+            r2.RestoreSnapshot(new MemoryStream(Convert.FromHexString(golden[name])));
+            Assert.Equal(golden[name], SnapshotHex(r2));
+        }
+        using var q = new MetaStateMachine();
+        q.RestoreSnapshot(new MemoryStream(Convert.FromHexString(golden["snapshot_v2_fixed_state_quota_trash"])));
+        Assert.Equal(2, q.QuotaUsage().Count);
+        Assert.Equal(1u, q.GetAttr(new GetAttrRequest { Inode = 11 }).Attr.Nlink); // in the trash
     }
 
     [Fact]
@@ -216,5 +282,12 @@ public sealed class GoldenTests
             Assert.True(errno == 0, $"fixed-state command {name} failed with errno {errno}");
         }
         Assert.Equal(2, sm.PendingDeletes().Length);
+        using var sm2 = BuildFixedStateV2(out var replies2);
+        foreach (var (name, reply) in replies2)
+        {
+            var errno = HeartbeatReply.Parser.ParseFrom(reply).Errno;
+            Assert.True(errno == 0, $"fixed-state command {name} failed with errno {errno}");
+        }
+        Assert.Equal(2, sm2.PendingDeletes().Length); // the trashed file kept its slice
     }
 }
