@@ -22,6 +22,9 @@ public static class CliApp
         root.Subcommands.Add(UmountCommand.Create(ctx));
         root.Subcommands.Add(BenchCommand.Create(ctx));
         root.Subcommands.Add(ObjBenchCommand.Create(ctx));
+        root.Subcommands.Add(ConfigCommand.Create(ctx));
+        root.Subcommands.Add(QuotaCommand.Create(ctx));
+        root.Subcommands.Add(RestoreCommand.Create(ctx));
         return root;
     }
 

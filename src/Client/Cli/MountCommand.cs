@@ -30,11 +30,14 @@ public static class MountCommand
         var attrCache = new Option<double>("--attr-cache") { Description = "Seconds the kernel caches attributes", DefaultValueFactory = _ => 1.0 };
         var entryCache = new Option<double>("--entry-cache") { Description = "Seconds the kernel caches name lookups", DefaultValueFactory = _ => 1.0 };
         var readOnly = new Option<bool>("--read-only") { Description = "Mount read-only" };
+        var uploadLimit = new Option<string?>("--upload-limit") { Description = "Upload bandwidth, e.g. 100M per second (0 = unlimited); overrides the volume's (mirrorfs config)" };
+        var downloadLimit = new Option<string?>("--download-limit") { Description = "Download bandwidth, e.g. 100M per second (0 = unlimited); overrides the volume's" };
+        var metaOpsLimit = new Option<long?>("--meta-ops-limit") { Description = "Metadata calls per second (0 = unlimited); overrides the volume's" };
         var tokenFile = MetaConnection.TokenFileOption();
         var cmd = new Command("mount", "Mount a volume")
         {
             metaUrl, mountPoint, background, logFile, cacheDir, cacheSize, memCache, bufferSize, maxUploads, prefetch,
-            attrCache, entryCache, readOnly, tokenFile,
+            attrCache, entryCache, readOnly, uploadLimit, downloadLimit, metaOpsLimit, tokenFile,
         };
         cmd.SetAction(CliApp.Guard(ctx, "mount", async (parse, ct) =>
         {
@@ -51,6 +54,11 @@ public static class MountCommand
                 MemoryCacheBytesMax = Sizes.Parse(parse.GetValue(memCache)!, "--memory-cache"),
                 DiskCacheDirectory = parse.GetValue(cacheDir) is { } d ? Path.GetFullPath(d) : null,
                 DiskCacheBytesMax = Sizes.Parse(parse.GetValue(cacheSize)!, "--cache-size"),
+                UploadLimitBytes = parse.GetValue(uploadLimit) is { } up ? Sizes.Parse(up, "--upload-limit") : null,
+                DownloadLimitBytes = parse.GetValue(downloadLimit) is { } down ? Sizes.Parse(down, "--download-limit") : null,
+                MetaOpsLimit = parse.GetValue(metaOpsLimit) is { } ops
+                    ? ops >= 0 ? ops : throw new CliException($"--meta-ops-limit must be 0 (unlimited) or more, not {ops}")
+                    : null,
             };
             var token = MetaConnection.ResolveToken(url, parse.GetValue(tokenFile), ctx);
             if (parse.GetValue(background))

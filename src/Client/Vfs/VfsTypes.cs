@@ -39,6 +39,18 @@ public sealed record VfsOptions
 
     /// <summary>Entries asked per ReadDir page.</summary>
     public uint ReadDirPageEntries { get; init; } = 1024;
+
+    /// <summary>Upload bandwidth in bytes per second (0 = unlimited); null follows the volume settings.</summary>
+    public long? UploadLimitBytes { get; init; }
+
+    /// <summary>Download bandwidth in bytes per second (0 = unlimited); null follows the volume settings.</summary>
+    public long? DownloadLimitBytes { get; init; }
+
+    /// <summary>Metadata calls per second (0 = unlimited); null follows the volume settings.</summary>
+    public long? MetaOpsLimit { get; init; }
+
+    /// <summary>How often the volume settings (limits) are read again while mounted.</summary>
+    public int SettingsPollMs { get; init; } = 3_000;
 }
 
 /// <summary>Who makes a call (FUSE's fuse_ctx plus supplementary groups).</summary>
