@@ -25,6 +25,8 @@ public static class CliApp
         root.Subcommands.Add(ConfigCommand.Create(ctx));
         root.Subcommands.Add(QuotaCommand.Create(ctx));
         root.Subcommands.Add(RestoreCommand.Create(ctx));
+        root.Subcommands.Add(GcCommand.Create(ctx));
+        root.Subcommands.Add(FsckCommand.Create(ctx));
         return root;
     }
 

@@ -33,11 +33,15 @@ public static class MountCommand
         var uploadLimit = new Option<string?>("--upload-limit") { Description = "Upload bandwidth, e.g. 100M per second (0 = unlimited); overrides the volume's (mirrorfs config)" };
         var downloadLimit = new Option<string?>("--download-limit") { Description = "Download bandwidth, e.g. 100M per second (0 = unlimited); overrides the volume's" };
         var metaOpsLimit = new Option<long?>("--meta-ops-limit") { Description = "Metadata calls per second (0 = unlimited); overrides the volume's" };
+        var deleteInterval = new Option<int>("--delete-interval") { Description = "Seconds between passes deleting blocks of removed data (0 = this client does not delete)", DefaultValueFactory = _ => 10 };
+        var compactSlices = new Option<int>("--compact-slices") { Description = "Compact a chunk this client wrote once it has more slices than this (0 = never)", DefaultValueFactory = _ => 20 };
+        var compactDelay = new Option<int>("--compact-delay") { Description = "Seconds slices replaced by compaction are kept before deletion", DefaultValueFactory = _ => 3600 };
         var tokenFile = MetaConnection.TokenFileOption();
         var cmd = new Command("mount", "Mount a volume")
         {
             metaUrl, mountPoint, background, logFile, cacheDir, cacheSize, memCache, bufferSize, maxUploads, prefetch,
-            attrCache, entryCache, readOnly, uploadLimit, downloadLimit, metaOpsLimit, tokenFile,
+            attrCache, entryCache, readOnly, uploadLimit, downloadLimit, metaOpsLimit, deleteInterval, compactSlices, compactDelay,
+            tokenFile,
         };
         cmd.SetAction(CliApp.Guard(ctx, "mount", async (parse, ct) =>
         {
@@ -59,6 +63,9 @@ public static class MountCommand
                 MetaOpsLimit = parse.GetValue(metaOpsLimit) is { } ops
                     ? ops >= 0 ? ops : throw new CliException($"--meta-ops-limit must be 0 (unlimited) or more, not {ops}")
                     : null,
+                DeleteIntervalMs = Math.Min(NonNegative(parse.GetValue(deleteInterval), "--delete-interval"), int.MaxValue / 1000) * 1000,
+                CompactSlicesMax = NonNegative(parse.GetValue(compactSlices), "--compact-slices"),
+                CompactDeleteDelay = TimeSpan.FromSeconds(NonNegative(parse.GetValue(compactDelay), "--compact-delay")),
             };
             var token = MetaConnection.ResolveToken(url, parse.GetValue(tokenFile), ctx);
             if (parse.GetValue(background))
@@ -73,6 +80,8 @@ public static class MountCommand
 
     private static double NonNegative(double v, string what) =>
         v >= 0 ? v : throw new CliException($"{what} must be 0 or more seconds, not {v.ToString(CultureInfo.InvariantCulture)}");
+
+    private static int NonNegative(int v, string what) => v >= 0 ? v : throw new CliException($"{what} must be 0 or more, not {v}");
 
     private static int Positive(int v, string what) => v > 0 ? v : throw new CliException($"{what} must be at least 1, not {v}");
 

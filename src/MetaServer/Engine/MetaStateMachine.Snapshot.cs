@@ -1,4 +1,4 @@
-// Snapshot format v2 of the metadata state (reads v1 too): canonical (sorted) order, so equal states give equal bytes.
+// Snapshot format v3 (reads v1 and v2) of the metadata state: canonical (sorted) order, so equal states give equal bytes.
 using Google.Protobuf;
 using MirrorFS.Core.Meta;
 
@@ -13,11 +13,12 @@ namespace MirrorFS.MetaServer.Engine;
 /// symlinks sorted (inode delta, target); xattrs sorted (inode delta, count, (name, value)...);
 /// chunks sorted by (inode, index) (inode, index, count, (id, size, offset, length, pos)...);
 /// sessions sorted (id, info, last active, acked seq, replies sorted (seq, bytes), opens sorted (inode, count));
-/// pending deletes in order (id, size, index); v2 only: quotas sorted (inode delta, max bytes, max inodes, used bytes
-/// (signed), used inodes (signed)); magic "MFS-END."; then SHA-256 of everything before it.
-/// v2 also keeps in a regular file's aux the directory of its only name (v1 wrote 0); the names of regular files are
-/// rebuilt from the directories on every restore, so a v1 snapshot restores to the state v2 code would have built.
-/// FROZEN: readers must keep reading every version's bytes; a new layout gets a new version.
+/// pending deletes sorted by id (id, size, index, time (signed), not-before (signed)); v3 only: quotas sorted (inode
+/// delta, max bytes, max inodes, used bytes (signed), used inodes (signed)); magic "MFS-END."; then SHA-256 of
+/// everything before it. Version 1 differs in its pending deletes: in drop order, (id, size, index). Version 3 also
+/// keeps in a regular file's aux the directory of its only name (v1 and v2 wrote 0); the names of regular files are
+/// rebuilt from the directories on every restore, so an older snapshot restores to the state v3 code would have built.
+/// FROZEN: readers must keep reading every released version; a new layout gets a new version.
 /// </summary>
 public sealed partial class MetaStateMachine
 {
@@ -25,7 +26,7 @@ public sealed partial class MetaStateMachine
 
     private static ReadOnlySpan<byte> SnapshotEndMagic => "MFS-END."u8;
 
-    public const int SnapshotVersion = 2;
+    public const int SnapshotVersion = 3;
 
     private const int SnapshotVersionOldest = 1;
 
@@ -198,12 +199,16 @@ public sealed partial class MetaStateMachine
             }
         }
 
-        w.WriteVarint((ulong)s.Pending.Count);
-        foreach (var p in s.Pending)
+        var pending = SortedKeys(s.Pending);
+        w.WriteVarint((ulong)pending.Length);
+        foreach (var id in pending)
         {
+            var p = s.Pending[id];
             w.WriteVarint(p.Id);
             w.WriteVarint(p.Size);
             w.WriteVarint(p.Index);
+            w.WriteSigned(p.TimeNs);
+            w.WriteSigned(p.NotBeforeNs);
         }
         WriteQuotas(s, w);
         w.WriteRaw(SnapshotEndMagic);
@@ -340,12 +345,18 @@ public sealed partial class MetaStateMachine
         }
 
         n = r.ReadCount(countMax);
-        s.Pending.Capacity = Math.Min(n, PresizeMax);
+        s.Pending.EnsureCapacity(Math.Min(n, PresizeMax));
         for (var i = 0; i < n; i++)
         {
-            s.Pending.Add(new PendingSlice(r.ReadVarint(), r.ReadUInt32(), r.ReadVarint()));
+            var p = new PendingSlice(r.ReadVarint(), r.ReadUInt32(), r.ReadVarint());
+            if (version >= 2)
+            {
+                p = p with { TimeNs = r.ReadSigned(), NotBeforeNs = r.ReadSigned() };
+            }
+            // A v1 list could name a slice twice; deleting its blocks once is enough.
+            s.Pending.TryAdd(p.Id, p);
         }
-        if (version >= 2)
+        if (version >= 3)
         {
             ReadQuotas(r, s);
         }

@@ -6,8 +6,8 @@ using MirrorFS.MetaServer.Engine;
 namespace MirrorFS.MetaServer.Hosting;
 
 /// <summary>
-/// Runs on every node; only the leader's proposals succeed (a follower's fail with <see cref="NotLeaderException"/>,
-/// which is quietly ignored). The cut-off comes from this node's clock; apply uses only the time the command carries.
+/// Runs on every node and acts on the leader only (a proposal racing a leadership change fails with
+/// <see cref="NotLeaderException"/>, which is quietly ignored). The cut-off comes from this node's clock; apply uses only the time the command carries.
 /// </summary>
 public sealed class TrashPurger : IAsyncDisposable
 {
@@ -15,11 +15,14 @@ public sealed class TrashPurger : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _log;
     private readonly int _intervalMs;
+    private readonly Func<bool> _isLeader;
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
 
-    public TrashPurger(MetaService service, int intervalMs, ILogger log, TimeProvider? time = null)
+    /// <param name="isLeader">Whether this node leads now (passes are skipped otherwise); null: always.</param>
+    public TrashPurger(MetaService service, int intervalMs, ILogger log, TimeProvider? time = null, Func<bool>? isLeader = null)
     {
+        _isLeader = isLeader ?? (() => true);
         _service = service;
         _intervalMs = Math.Max(1, intervalMs);
         _log = log;
@@ -51,6 +54,10 @@ public sealed class TrashPurger : IAsyncDisposable
             try
             {
                 await Task.Delay(_intervalMs, _stop.Token).ConfigureAwait(false);
+                if (!_isLeader())
+                {
+                    continue; // the leader's clock decides what is old; a follower's proposal would only be refused
+                }
                 await RunOnceAsync(_time.GetUtcNow(), _stop.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (_stop.IsCancellationRequested)

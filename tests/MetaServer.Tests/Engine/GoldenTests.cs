@@ -1,4 +1,4 @@
-// Golden tests freezing the Command record encoding and the snapshot formats (v1 still read, v2 written) byte for byte.
+// Golden tests freezing the Command record encoding and snapshot formats (v3 written, v1 and v2 still read) byte for byte.
 //
 // GOLDENS MAY ONLY GROW. Never edit or delete a line in Golden/*.txt: a difference means an encoding changed and
 // existing logs or snapshots would no longer read the same. To add a golden for a new case, add it to the test and
@@ -99,6 +99,21 @@ public sealed class GoldenTests
         c.CloseSession = new CloseSessionRequest();
         yield return ("close_session", c);
         yield return ("expire_sessions", new Command { NowNs = T0 + 100, ExpireSessions = new ExpireSessionsRequest { TimeoutNs = 30_000_000_000 } });
+        c = C(40);
+        c.ConfirmDeletes = new ConfirmDeletesRequest { Cred = RootCred, SliceIds = { 1, 2, 1UL << 40 } };
+        yield return ("confirm_deletes", c);
+        c = C(41);
+        c.CompactChunk = new CompactChunkRequest
+        {
+            Cred = RootCred,
+            Inode = 3,
+            ChunkIndex = 2,
+            ExpectedCount = 31,
+            ExpectedDigest = ByteString.CopyFrom(Enumerable.Range(0, 32).Select(i => (byte)i).ToArray()),
+            Slice = new Slice { Id = 9, Size = 3 << 20, Offset = 0, Length = 3 << 20, Pos = 4096 },
+            DeleteDelayNs = 3_600_000_000_000,
+        };
+        yield return ("compact_chunk", c);
         foreach (var x in QuotaAndTrashCommands())
         {
             yield return x;
@@ -123,6 +138,11 @@ public sealed class GoldenTests
         yield return ("delete_quota", c);
         yield return ("purge_trash", new Command { NowNs = T0 + 300, PurgeTrash = new PurgeTrashRequest { BeforeNs = T0 - 86_400_000_000_000, EntriesMax = 500 } });
     }
+
+    /// <summary>Commands not part of the v1 fixed state (its replies golden is frozen).</summary>
+    private static bool InV1FixedState(string name) =>
+        name is not ("close_session" or "expire_sessions" or "confirm_deletes" or "compact_chunk")
+        && !QuotaAndTrashCommands().Any(c => c.Name == name);
 
     private static Dictionary<string, string> ReadGolden(string file)
     {
@@ -190,9 +210,7 @@ public sealed class GoldenTests
     {
         var sm = new MetaStateMachine();
         replies = [];
-        // Keep the session; the ops added with snapshot v2 build BuildFixedStateV2.
-        var later = QuotaAndTrashCommands().Select(c => c.Name).ToHashSet();
-        var cmds = Commands().Where(c => c.Name is not ("close_session" or "expire_sessions") && !later.Contains(c.Name)).ToList();
+        var cmds = Commands().Where(c => InV1FixedState(c.Name)).ToList(); // keep the session
         cmds.Add(("extra_create", new Command { SessionId = 7, Seq = 30, NowNs = T0 + 50, NewInode = 9, Create = new CreateRequest { Cred = Alice, Parent = 1, Name = N("open-unlinked"), Mode = 0x1A4 } }));
         cmds.Add(("extra_unlink", new Command { SessionId = 7, Seq = 31, NowNs = T0 + 51, Unlink = new UnlinkRequest { Cred = Alice, Parent = 1, Name = N("open-unlinked") } }));
         cmds.Add(("extra_xattr", new Command { SessionId = 7, Seq = 32, NowNs = T0 + 52, SetXattr = new SetXattrRequest { Cred = Alice, Inode = 3, Name = N("user.keep"), Value = N("v") } }));
@@ -206,22 +224,60 @@ public sealed class GoldenTests
         return sm;
     }
 
-    /// <summary>The fixed state, then the trash turned on, quotas set, a file trashed and a quota-limited write.</summary>
-    internal static MetaStateMachine BuildFixedStateV2(out List<(string Name, byte[] Reply)> replies)
+    /// <summary>The v1 fixed state plus a compaction, so v2's pending deletes carry times and a delay.</summary>
+    internal static MetaStateMachine BuildV2State(out List<(string Name, byte[] Reply)> replies)
     {
-        var sm = BuildFixedState(out replies);
+        var sm = BuildFixedState(out var v1Replies);
+        _ = v1Replies;
+        replies = [];
+        var index = sm.AppliedIndex;
+        Command C(ulong seq, long dt) => new() { SessionId = 7, Seq = seq, NowNs = T0 + 60 + dt };
+        var cmds = new List<(string, Command)>();
+        var c = C(40, 0);
+        c.NewSliceIds = new NewSliceIdsRequest { Cred = Alice, Count = 3 };
+        c.NewId = 17;
+        cmds.Add(("v2_new_ids", c));
+        c = C(41, 1);
+        c.WriteSlice = new WriteSliceRequest { Cred = Alice, Inode = 3, ChunkIndex = 0, Slice = new Slice { Id = 17, Size = 100, Length = 100 } };
+        cmds.Add(("v2_write_a", c));
+        c = C(42, 2);
+        c.WriteSlice = new WriteSliceRequest { Cred = Alice, Inode = 3, ChunkIndex = 0, Slice = new Slice { Id = 18, Size = 50, Length = 50, Pos = 70 } };
+        cmds.Add(("v2_write_b", c));
+        c = C(43, 3);
+        c.CompactChunk = new CompactChunkRequest
+        {
+            Cred = Alice,
+            Inode = 3,
+            ExpectedCount = 2,
+            ExpectedDigest = ByteString.CopyFrom(SliceDigest.Of([new Slice { Id = 17, Size = 100, Length = 100 }, new Slice { Id = 18, Size = 50, Length = 50, Pos = 70 }])),
+            Slice = new Slice { Id = 19, Size = 120, Length = 120 },
+            DeleteDelayNs = 3_600_000_000_000,
+        };
+        cmds.Add(("v2_compact", c));
+        foreach (var (name, cmd) in cmds)
+        {
+            replies.Add((name, sm.Apply(++index, cmd.ToByteArray())));
+        }
+        return sm;
+    }
+
+    /// <summary>The v2 state, then the trash turned on, quotas set, a hard link, a quota-limited write and a file trashed.</summary>
+    internal static MetaStateMachine BuildV3State(out List<(string Name, byte[] Reply)> replies)
+    {
+        var sm = BuildV2State(out _);
+        replies = [];
         var index = sm.AppliedIndex;
         var cmds = new List<(string, Command)>
         {
-            ("v2_update_volume", new Command { SessionId = 7, Seq = 50, NowNs = T0 + 60, UpdateVolume = new UpdateVolumeRequest { Cred = RootCred, TrashDays = 3, UploadLimitBytes = 1 << 20 } }),
-            ("v2_quota_root", new Command { SessionId = 7, Seq = 51, NowNs = T0 + 61, SetQuota = new SetQuotaRequest { Cred = RootCred, Inode = 1, MaxInodes = 100 } }),
-            ("v2_mkdir", new Command { SessionId = 7, Seq = 52, NowNs = T0 + 62, NewInode = 10, Mkdir = new MkdirRequest { Cred = Alice, Parent = 1, Name = N("q"), Mode = 0x1FF } }),
-            ("v2_quota_dir", new Command { SessionId = 7, Seq = 53, NowNs = T0 + 63, SetQuota = new SetQuotaRequest { Cred = RootCred, Inode = 10, MaxBytes = 8192 } }),
-            ("v2_mknod", new Command { SessionId = 7, Seq = 54, NowNs = T0 + 64, NewInode = 11, Mknod = new MknodRequest { Cred = Alice, Parent = 10, Name = N("f"), Mode = PosixMode.Regular | 0x1A4 } }),
-            ("v2_link", new Command { SessionId = 7, Seq = 55, NowNs = T0 + 65, Link = new LinkRequest { Cred = Alice, Inode = 11, NewParent = 1, NewName = N("f-link") } }),
-            ("v2_write", new Command { SessionId = 7, Seq = 56, NowNs = T0 + 66, WriteSlice = new WriteSliceRequest { Cred = Alice, Inode = 11, Slice = new Slice { Id = 3, Size = 5000, Length = 5000 } } }),
-            ("v2_unlink_link", new Command { SessionId = 7, Seq = 57, NowNs = T0 + 67, Unlink = new UnlinkRequest { Cred = Alice, Parent = 1, Name = N("f-link") } }),
-            ("v2_unlink_to_trash", new Command { SessionId = 7, Seq = 58, NowNs = T0 + 68, Unlink = new UnlinkRequest { Cred = Alice, Parent = 10, Name = N("f") } }),
+            ("v3_update_volume", new Command { SessionId = 7, Seq = 50, NowNs = T0 + 70, UpdateVolume = new UpdateVolumeRequest { Cred = RootCred, TrashDays = 3, UploadLimitBytes = 1 << 20 } }),
+            ("v3_quota_root", new Command { SessionId = 7, Seq = 51, NowNs = T0 + 71, SetQuota = new SetQuotaRequest { Cred = RootCred, Inode = 1, MaxInodes = 100 } }),
+            ("v3_mkdir", new Command { SessionId = 7, Seq = 52, NowNs = T0 + 72, NewInode = 10, Mkdir = new MkdirRequest { Cred = Alice, Parent = 1, Name = N("q"), Mode = 0x1FF } }),
+            ("v3_quota_dir", new Command { SessionId = 7, Seq = 53, NowNs = T0 + 73, SetQuota = new SetQuotaRequest { Cred = RootCred, Inode = 10, MaxBytes = 8192 } }),
+            ("v3_mknod", new Command { SessionId = 7, Seq = 54, NowNs = T0 + 74, NewInode = 11, Mknod = new MknodRequest { Cred = Alice, Parent = 10, Name = N("f"), Mode = PosixMode.Regular | 0x1A4 } }),
+            ("v3_link", new Command { SessionId = 7, Seq = 55, NowNs = T0 + 75, Link = new LinkRequest { Cred = Alice, Inode = 11, NewParent = 1, NewName = N("f-link") } }),
+            ("v3_write", new Command { SessionId = 7, Seq = 56, NowNs = T0 + 76, WriteSlice = new WriteSliceRequest { Cred = Alice, Inode = 11, Slice = new Slice { Id = 3, Size = 5000, Length = 5000 } } }),
+            ("v3_unlink_link", new Command { SessionId = 7, Seq = 57, NowNs = T0 + 77, Unlink = new UnlinkRequest { Cred = Alice, Parent = 1, Name = N("f-link") } }),
+            ("v3_unlink_to_trash", new Command { SessionId = 7, Seq = 58, NowNs = T0 + 78, Unlink = new UnlinkRequest { Cred = Alice, Parent = 10, Name = N("f") } }),
         };
         foreach (var (name, cmd) in cmds)
         {
@@ -238,37 +294,73 @@ public sealed class GoldenTests
     }
 
     [Fact]
-    public void Snapshot_encodings_are_frozen()
+    public void Snapshot_v2_still_restores()
     {
-        using var sm = BuildFixedState(out var replies);
-        using var sm2 = BuildFixedStateV2(out var replies2);
-        var actual = new List<(string, string)>
-        {
-            ("replies_fixed_state", string.Join(":", replies.Select(r => Convert.ToHexString(r.Reply)))),
-            ("snapshot_v2_fixed_state", SnapshotHex(sm)),
-            ("snapshot_v2_fixed_state_quota_trash", SnapshotHex(sm2)),
-            ("replies_fixed_state_quota_trash", string.Join(":", replies2.Select(r => Convert.ToHexString(r.Reply)))),
-        };
-        Verify("meta-snapshot.txt", actual);
+        using var sm = BuildV2State(out var replies);
+        Assert.All(replies, r => Assert.Equal(0, HeartbeatReply.Parser.ParseFrom(r.Reply).Errno));
+        Assert.True(CompactChunkReply.Parser.ParseFrom(replies[^1].Reply).Compacted);
+        Verify("meta-snapshot.txt", [("replies_v2_extra", string.Join(":", replies.Select(r => Convert.ToHexString(r.Reply))))]);
 
-        // The frozen v1 snapshot still restores, to the state the same commands build today (v1 kept no directory
-        // for a regular file's name: restore rebuilds it), so it re-encodes as today's v2 bytes of that state.
-        var golden = ReadGolden("meta-snapshot.txt");
+        // The frozen v2 snapshot restores to the state the same commands build today (v2 kept no directory for a
+        // regular file's name: restore rebuilds it), so it re-encodes as today's bytes of that state.
+        var golden = Convert.FromHexString(ReadGolden("meta-snapshot.txt")["snapshot_v2_fixed_state"]);
         using var restored = new MetaStateMachine();
-        restored.RestoreSnapshot(new MemoryStream(Convert.FromHexString(golden["snapshot_v1_fixed_state"])));
-        Assert.Equal(golden["snapshot_v2_fixed_state"], SnapshotHex(restored));
+        restored.RestoreSnapshot(new MemoryStream(golden));
+        Assert.Equal(SnapshotHex(sm), SnapshotHex(restored));
         Assert.Equal(0u, restored.GetAttr(new GetAttrRequest { Inode = 9 }).Attr.Nlink);
-        // The frozen v2 snapshots restore and re-encode identically.
-        foreach (var name in new[] { "snapshot_v2_fixed_state", "snapshot_v2_fixed_state_quota_trash" })
+        Assert.Equal(2, restored.PendingDeletes().Count(p => p.NotBeforeNs == T0 + 63 + 3_600_000_000_000));
+    }
+
+    [Fact]
+    public void Snapshot_v3_encoding_is_frozen()
+    {
+        using var v2State = BuildV2State(out _);
+        using var sm = BuildV3State(out var replies);
+        Assert.All(replies, r => Assert.Equal(0, HeartbeatReply.Parser.ParseFrom(r.Reply).Errno));
+        Verify("meta-snapshot.txt",
+        [
+            ("snapshot_v3_v2_state", SnapshotHex(v2State)),
+            ("snapshot_v3_quota_trash", SnapshotHex(sm)),
+            ("replies_v3_extra", string.Join(":", replies.Select(r => Convert.ToHexString(r.Reply)))),
+        ]);
+
+        // The frozen v3 snapshots restore to states that re-encode identically.
+        var golden = ReadGolden("meta-snapshot.txt");
+        foreach (var name in new[] { "snapshot_v3_v2_state", "snapshot_v3_quota_trash" })
         {
-            using var r2 = new MetaStateMachine();
-            r2.RestoreSnapshot(new MemoryStream(Convert.FromHexString(golden[name])));
-            Assert.Equal(golden[name], SnapshotHex(r2));
+            using var restored = new MetaStateMachine();
+            restored.RestoreSnapshot(new MemoryStream(Convert.FromHexString(golden[name])));
+            Assert.Equal(golden[name], SnapshotHex(restored));
         }
         using var q = new MetaStateMachine();
-        q.RestoreSnapshot(new MemoryStream(Convert.FromHexString(golden["snapshot_v2_fixed_state_quota_trash"])));
+        q.RestoreSnapshot(new MemoryStream(Convert.FromHexString(golden["snapshot_v3_quota_trash"])));
         Assert.Equal(2, q.QuotaUsage().Count);
-        Assert.Equal(1u, q.GetAttr(new GetAttrRequest { Inode = 11 }).Attr.Nlink); // in the trash
+        Assert.Equal(1u, q.GetAttr(new GetAttrRequest { Inode = 11 }).Attr.Nlink); // in the trash, data kept
+        Assert.Equal(sm.PendingDeletes(), q.PendingDeletes());
+    }
+
+    [Fact]
+    public void Snapshot_v1_still_restores()
+    {
+        using var sm = BuildFixedState(out var replies);
+        // The v1 golden pins the state and replies this build makes: nothing but the snapshot layout changed.
+        var golden = ReadGolden("meta-snapshot.txt");
+        Assert.Equal(golden["replies_fixed_state"], string.Join(":", replies.Select(r => Convert.ToHexString(r.Reply))));
+        var v1 = Convert.FromHexString(golden["snapshot_v1_fixed_state"]);
+        using var restored = new MetaStateMachine();
+        restored.RestoreSnapshot(new MemoryStream(v1));
+        Assert.Equal(0u, restored.GetAttr(new GetAttrRequest { Inode = 9 }).Attr.Nlink);
+        // v1 kept no drop times: the same pending deletes, times unknown (0).
+        Assert.Equal(sm.PendingDeletes().Select(p => p with { TimeNs = 0 }), restored.PendingDeletes());
+        // Written again (as v2), it reads back to the same state.
+        using var fromV1 = new MemoryStream();
+        restored.WriteSnapshot(fromV1);
+        using var again = new MetaStateMachine();
+        again.RestoreSnapshot(new MemoryStream(fromV1.ToArray()));
+        using var twice = new MemoryStream();
+        again.WriteSnapshot(twice);
+        Assert.Equal(fromV1.ToArray(), twice.ToArray());
+        Assert.Equal(sm.AppliedIndex, again.AppliedIndex);
     }
 
     [Fact]
@@ -282,12 +374,5 @@ public sealed class GoldenTests
             Assert.True(errno == 0, $"fixed-state command {name} failed with errno {errno}");
         }
         Assert.Equal(2, sm.PendingDeletes().Length);
-        using var sm2 = BuildFixedStateV2(out var replies2);
-        foreach (var (name, reply) in replies2)
-        {
-            var errno = HeartbeatReply.Parser.ParseFrom(reply).Errno;
-            Assert.True(errno == 0, $"fixed-state command {name} failed with errno {errno}");
-        }
-        Assert.Equal(2, sm2.PendingDeletes().Length); // the trashed file kept its slice
     }
 }
