@@ -246,20 +246,6 @@ public sealed partial class MetaStateMachine
             _lock.ExitReadLock();
         }
     }
-}
-
-/// <summary>Limits of the deletion and compaction calls.</summary>
-internal static class GcLimits
-{
-    public const int ConfirmDeletesMax = 10_000;
-    public const long CompactDeleteDelayNsMax = 30L * 24 * 3600 * 1_000_000_000;
-    public const int ListPendingDefault = 1000;
-    public const int ListPendingMax = 10_000;
-    public const int ListSlicesDefault = 1000;
-    public const int ListSlicesMax = 10_000;
-
-    /// <summary>Slices one ListSlices reply carries at most (about 2.5 MB), unless a single chunk has more.</summary>
-    public const int ListSlicesSlicesMax = 100_000;
 
     /// <summary>Replaces [lo, hi) in <paramref name="ranges"/> by data (<paramref name="data"/>) or by nothing (a hole).</summary>
     private static void Cover(List<(uint Lo, uint Hi)> ranges, uint lo, uint hi, bool data)
@@ -286,4 +272,18 @@ internal static class GcLimits
             ranges.Add((lo, hi));
         }
     }
+}
+
+/// <summary>Limits of the deletion and compaction calls.</summary>
+internal static class GcLimits
+{
+    public const int ConfirmDeletesMax = 10_000;
+    public const long CompactDeleteDelayNsMax = 30L * 24 * 3600 * 1_000_000_000;
+    public const int ListPendingDefault = 1000;
+    public const int ListPendingMax = 10_000;
+    public const int ListSlicesDefault = 1000;
+    public const int ListSlicesMax = 10_000;
+
+    /// <summary>Slices one ListSlices reply carries at most (about 2.5 MB), unless a single chunk has more.</summary>
+    public const int ListSlicesSlicesMax = 100_000;
 }
