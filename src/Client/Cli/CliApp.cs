@@ -22,6 +22,9 @@ public static class CliApp
         root.Subcommands.Add(UmountCommand.Create(ctx));
         root.Subcommands.Add(BenchCommand.Create(ctx));
         root.Subcommands.Add(ObjBenchCommand.Create(ctx));
+        root.Subcommands.Add(ConfigCommand.Create(ctx));
+        root.Subcommands.Add(QuotaCommand.Create(ctx));
+        root.Subcommands.Add(RestoreCommand.Create(ctx));
         root.Subcommands.Add(GcCommand.Create(ctx));
         root.Subcommands.Add(FsckCommand.Create(ctx));
         root.Subcommands.Add(DumpCommand.Create(ctx));

@@ -32,16 +32,22 @@ public static class FormatCommand
             Description = "Days deleted files stay in the trash (0 = no trash)",
             DefaultValueFactory = _ => 1,
         };
+        var capacity = new Option<string?>("--capacity") { Description = "Volume capacity, e.g. 1T (writes beyond it fail with ENOSPC; default: unlimited)" };
+        var inodes = new Option<ulong>("--inodes") { Description = "Most files and directories the volume may hold (0 = unlimited)" };
         var tokenFile = MetaConnection.TokenFileOption();
         var cmd = new Command("format", "Create a volume: check the object store and record its settings on the metaserver")
         {
-            metaUrl, name, storage, blockSize, trashDays, tokenFile,
+            metaUrl, name, storage, blockSize, trashDays, capacity, inodes, tokenFile,
         };
         cmd.SetAction(CliApp.Guard(ctx, "format", async (parse, ct) =>
         {
             var settings = new FormatSettings(
                 parse.GetValue(metaUrl)!, parse.GetValue(name)!, parse.GetValue(storage)!,
-                parse.GetValue(blockSize)!, parse.GetValue(trashDays), parse.GetValue(tokenFile));
+                parse.GetValue(blockSize)!, parse.GetValue(trashDays), parse.GetValue(tokenFile))
+            {
+                CapacityBytes = parse.GetValue(capacity) is { } c ? (ulong)Sizes.Parse(c, "--capacity") : 0,
+                InodesMax = parse.GetValue(inodes),
+            };
             var volume = await RunAsync(settings, ctx, ct).ConfigureAwait(false);
             await ctx.Out.WriteAsync(Describe(volume)).ConfigureAwait(false);
             return 0;
@@ -50,7 +56,14 @@ public static class FormatCommand
     }
 
     public sealed record FormatSettings(string MetaUrl, string Name, string Storage, string BlockSize, int TrashDays,
-        string? TokenFile);
+        string? TokenFile)
+    {
+        /// <summary>0 = unlimited.</summary>
+        public ulong CapacityBytes { get; init; }
+
+        /// <summary>0 = unlimited.</summary>
+        public ulong InodesMax { get; init; }
+    }
 
     /// <summary>Validates everything, checks the store, writes the uuid object, then formats; returns the volume.</summary>
     public static async Task<Volume> RunAsync(FormatSettings s, CliContext ctx, CancellationToken ct)
@@ -108,6 +121,9 @@ public static class FormatCommand
                 Storage = s.Storage,
                 BlockSize = (uint)blockBytes,
                 TrashDays = (uint)s.TrashDays,
+                TrashEnabled = true,
+                CapacityBytes = s.CapacityBytes,
+                InodesMax = s.InodesMax,
             },
         }, ct)).ConfigureAwait(false);
         if (reply.Errno != Errno.OK)
@@ -174,9 +190,12 @@ public static class FormatCommand
             ("storage", ObjectStoreFactory.Redact(v.Storage)),
             ("block size", Sizes.Format(v.BlockSize)),
             ("chunk size", Sizes.Format(v.ChunkSize)),
-            ("trash days", v.TrashDays.ToString(inv)),
+            ("trash days", v.TrashEnabled || v.TrashDays == 0 ? v.TrashDays.ToString(inv) : "0 (formatted before the trash; enable with mirrorfs config --trash-days)"),
             ("capacity", v.CapacityBytes == 0 ? "unlimited" : Sizes.Format((long)v.CapacityBytes)),
             ("inodes", v.InodesMax == 0 ? "unlimited" : v.InodesMax.ToString(inv)),
+            ("upload", v.UploadLimitBytes == 0 ? "unlimited" : Sizes.Format((long)v.UploadLimitBytes) + "/s"),
+            ("download", v.DownloadLimitBytes == 0 ? "unlimited" : Sizes.Format((long)v.DownloadLimitBytes) + "/s"),
+            ("meta ops", v.MetaOpsLimit == 0 ? "unlimited" : v.MetaOpsLimit.ToString(inv) + "/s"),
             ("created", v.CreatedNs == 0 ? "-" : DateTimeOffset.FromUnixTimeMilliseconds(v.CreatedNs / 1_000_000).ToString("u", inv)),
         ];
     }

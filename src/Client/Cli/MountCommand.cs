@@ -31,6 +31,9 @@ public static class MountCommand
         var attrCache = new Option<double>("--attr-cache") { Description = "Seconds the kernel caches attributes", DefaultValueFactory = _ => 1.0 };
         var entryCache = new Option<double>("--entry-cache") { Description = "Seconds the kernel caches name lookups", DefaultValueFactory = _ => 1.0 };
         var readOnly = new Option<bool>("--read-only") { Description = "Mount read-only" };
+        var uploadLimit = new Option<string?>("--upload-limit") { Description = "Upload bandwidth, e.g. 100M per second (0 = unlimited); overrides the volume's (mirrorfs config)" };
+        var downloadLimit = new Option<string?>("--download-limit") { Description = "Download bandwidth, e.g. 100M per second (0 = unlimited); overrides the volume's" };
+        var metaOpsLimit = new Option<long?>("--meta-ops-limit") { Description = "Metadata calls per second (0 = unlimited); overrides the volume's" };
         var deleteInterval = new Option<int>("--delete-interval") { Description = "Seconds between passes deleting blocks of removed data (0 = this client does not delete)", DefaultValueFactory = _ => 10 };
         var compactSlices = new Option<int>("--compact-slices") { Description = "Compact a chunk this client wrote once it has more slices than this (0 = never)", DefaultValueFactory = _ => 20 };
         var compactDelay = new Option<int>("--compact-delay") { Description = "Seconds slices replaced by compaction are kept before deletion", DefaultValueFactory = _ => 3600 };
@@ -49,8 +52,8 @@ public static class MountCommand
         var cmd = new Command("mount", "Mount a volume")
         {
             metaUrl, mountPoint, background, logFile, cacheDir, cacheSize, memCache, bufferSize, maxUploads, prefetch,
-            attrCache, entryCache, readOnly, deleteInterval, compactSlices, compactDelay, tokenFile, backupMeta, backupSkipAbove,
-            backupKeep,
+            attrCache, entryCache, readOnly, uploadLimit, downloadLimit, metaOpsLimit, deleteInterval, compactSlices, compactDelay,
+            tokenFile, backupMeta, backupSkipAbove, backupKeep,
         };
         cmd.SetAction(CliApp.Guard(ctx, "mount", async (parse, ct) =>
         {
@@ -67,6 +70,11 @@ public static class MountCommand
                 MemoryCacheBytesMax = Sizes.Parse(parse.GetValue(memCache)!, "--memory-cache"),
                 DiskCacheDirectory = parse.GetValue(cacheDir) is { } d ? Path.GetFullPath(d) : null,
                 DiskCacheBytesMax = Sizes.Parse(parse.GetValue(cacheSize)!, "--cache-size"),
+                UploadLimitBytes = parse.GetValue(uploadLimit) is { } up ? Sizes.Parse(up, "--upload-limit") : null,
+                DownloadLimitBytes = parse.GetValue(downloadLimit) is { } down ? Sizes.Parse(down, "--download-limit") : null,
+                MetaOpsLimit = parse.GetValue(metaOpsLimit) is { } ops
+                    ? ops >= 0 ? ops : throw new CliException($"--meta-ops-limit must be 0 (unlimited) or more, not {ops}")
+                    : null,
                 DeleteIntervalMs = Math.Min(NonNegative(parse.GetValue(deleteInterval), "--delete-interval"), int.MaxValue / 1000) * 1000,
                 CompactSlicesMax = NonNegative(parse.GetValue(compactSlices), "--compact-slices"),
                 CompactDeleteDelay = TimeSpan.FromSeconds(NonNegative(parse.GetValue(compactDelay), "--compact-delay")),

@@ -20,9 +20,14 @@ internal sealed class BlockStore : IDisposable
     private readonly SemaphoreSlim _prefetches;
     private readonly ConcurrentDictionary<string, Task<byte[]>> _fetching = new(StringComparer.Ordinal);
     private readonly ILogger _log;
+    private readonly RateLimiter? _upload;
+    private readonly RateLimiter? _download;
 
-    public BlockStore(IObjectStore store, string volume, int blockSize, VfsOptions options, ILogger log)
+    public BlockStore(IObjectStore store, string volume, int blockSize, VfsOptions options, ILogger log,
+        RateLimiter? upload = null, RateLimiter? download = null)
     {
+        _upload = upload;
+        _download = download;
         BlockLayout.CheckBlockSize(blockSize);
         _store = store;
         _volume = volume;
@@ -48,6 +53,7 @@ internal sealed class BlockStore : IDisposable
         await _uploads.WaitAsync(ct);
         try
         {
+            await (_upload?.AcquireAsync(data.Length, ct) ?? ValueTask.CompletedTask);
             await _store.PutAsync(key, data, ct);
         }
         finally
@@ -94,6 +100,7 @@ internal sealed class BlockStore : IDisposable
             try
             {
                 // Not the caller's token: other readers may share this download.
+                await (_download?.AcquireAsync(expected, CancellationToken.None) ?? ValueTask.CompletedTask);
                 var data = await _store.GetAsync(k, null, CancellationToken.None) ?? throw new MissingBlockException(k);
                 if (data.Length != expected)
                 {
@@ -133,6 +140,7 @@ internal sealed class BlockStore : IDisposable
         var cached = Cached(key);
         if (cached is null && !wholeBlocks && r.Length < r.BlockSize)
         {
+            await (_download?.AcquireAsync(r.Length, ct) ?? ValueTask.CompletedTask);
             var part = await _store.GetAsync(key, new ByteRange(r.OffsetInBlock, r.Length), ct) ?? throw new MissingBlockException(key);
             if (part.Length != r.Length)
             {

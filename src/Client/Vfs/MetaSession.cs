@@ -47,6 +47,9 @@ public sealed class MetaSession : IAsyncDisposable
 
     public IMetaClient Meta => _meta;
 
+    /// <summary>Limits this session's calls per second (heartbeats excepted); unlimited until given a rate.</summary>
+    public RateLimiter OpsLimiter { get; } = new();
+
     public ulong SessionId { get; private set; }
 
     /// <summary>The highest log index any reply of this session reflected.</summary>
@@ -88,6 +91,7 @@ public sealed class MetaSession : IAsyncDisposable
         where TReq : IReadRequest
         where TReply : IMetaReply
     {
+        await OpsLimiter.AcquireAsync(1, ct);
         var reply = await call(_meta, request, ct);
         NoteIndex(reply.Index);
         return reply;
@@ -111,6 +115,7 @@ public sealed class MetaSession : IAsyncDisposable
         request.Cred ??= new Credentials();
         try
         {
+            await OpsLimiter.AcquireAsync(1, ct);
             var delayMs = _options.RetryDelayMs;
             for (var attempt = 0; ; attempt++)
             {
@@ -192,6 +197,7 @@ public sealed class MetaSession : IAsyncDisposable
             await _heartbeat;
         }
         _stop.Dispose();
+        OpsLimiter.Dispose();
         try
         {
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));

@@ -47,6 +47,7 @@ public sealed class MirrorVfs : IAsyncDisposable
     private readonly ConcurrentDictionary<ulong, InodeState> _inodes = new();
     private readonly ConcurrentDictionary<ulong, FileHandle> _files = new();
     private readonly ConcurrentDictionary<ulong, ulong> _dirs = new();
+    private readonly LiveSettings _settings;
     private readonly BlockDeleter? _deleter;
     private readonly ChunkCompactor? _compactor;
     private long _nextHandle;
@@ -61,7 +62,8 @@ public sealed class MirrorVfs : IAsyncDisposable
         // The budget must hold at least a couple of blocks, or a single write could never get room.
         _options = options with { BufferBytesMax = Math.Max(options.BufferBytesMax, 2L * blockSize) };
         Volume = volume;
-        _blocks = new BlockStore(store, volume.Name, blockSize, _options, log);
+        _settings = new LiveSettings(session.Meta, volume, _options, session.OpsLimiter, log);
+        _blocks = new BlockStore(store, volume.Name, blockSize, _options, log, _settings.Upload, _settings.Download);
         _ids = new SliceIdPool(session, _options.SliceIdBatch);
         _budget = new ByteBudget(_options.BufferBytesMax);
         if (_options.DeleteIntervalMs > 0)
@@ -118,8 +120,13 @@ public sealed class MirrorVfs : IAsyncDisposable
         {
             throw new IOException($"metaserver has no volume (errno {v.Errno}); run `mirrorfs format` first");
         }
-        return new MirrorVfs(session, ownsSession, store, v.Volume, options ?? new VfsOptions(), log ?? NullLogger.Instance);
+        var vfs = new MirrorVfs(session, ownsSession, store, v.Volume, options ?? new VfsOptions(), log ?? NullLogger.Instance);
+        vfs._settings.Start();
+        return vfs;
     }
+
+    /// <summary>The volume settings as last read from the metaserver (limits change while mounted).</summary>
+    public Volume CurrentVolume => _settings.Volume;
 
     // ---- plumbing ----
 
@@ -822,6 +829,7 @@ public sealed class MirrorVfs : IAsyncDisposable
         {
             await _deleter.DisposeAsync();
         }
+        await _settings.DisposeAsync();
         if (_ownsSession)
         {
             await _session.DisposeAsync();

@@ -40,6 +40,18 @@ public sealed record VfsOptions
     /// <summary>Entries asked per ReadDir page.</summary>
     public uint ReadDirPageEntries { get; init; } = 1024;
 
+    /// <summary>Upload bandwidth in bytes per second (0 = unlimited); null follows the volume settings.</summary>
+    public long? UploadLimitBytes { get; init; }
+
+    /// <summary>Download bandwidth in bytes per second (0 = unlimited); null follows the volume settings.</summary>
+    public long? DownloadLimitBytes { get; init; }
+
+    /// <summary>Metadata calls per second (0 = unlimited); null follows the volume settings.</summary>
+    public long? MetaOpsLimit { get; init; }
+
+    /// <summary>How often the volume settings (limits) are read again while mounted.</summary>
+    public int SettingsPollMs { get; init; } = 3_000;
+
     /// <summary>Pause between passes of the background job deleting blocks of unreferenced slices; 0 = none here.</summary>
     public int DeleteIntervalMs { get; init; } = 10_000;
 

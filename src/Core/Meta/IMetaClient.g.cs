@@ -82,4 +82,18 @@ public partial interface IMetaClient
     Task<LoadEntriesReply> LoadEntriesAsync(LoadEntriesRequest request, CancellationToken ct = default);
 
     Task<AcquireLeaseReply> AcquireLeaseAsync(AcquireLeaseRequest request, CancellationToken ct = default);
+
+    Task<SetQuotaReply> SetQuotaAsync(SetQuotaRequest request, CancellationToken ct = default);
+
+    Task<GetQuotaReply> GetQuotaAsync(GetQuotaRequest request, CancellationToken ct = default);
+
+    Task<ListQuotasReply> ListQuotasAsync(ListQuotasRequest request, CancellationToken ct = default);
+
+    Task<DeleteQuotaReply> DeleteQuotaAsync(DeleteQuotaRequest request, CancellationToken ct = default);
+
+    Task<CheckQuotaReply> CheckQuotaAsync(CheckQuotaRequest request, CancellationToken ct = default);
+
+    Task<UpdateVolumeReply> UpdateVolumeAsync(UpdateVolumeRequest request, CancellationToken ct = default);
+
+    Task<GetPathReply> GetPathAsync(GetPathRequest request, CancellationToken ct = default);
 }

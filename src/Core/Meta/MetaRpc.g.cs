@@ -86,5 +86,19 @@ public static partial class MetaRpc
             (req, ctx) => Invoke(() => impl.LoadEntriesAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<AcquireLeaseRequest, AcquireLeaseReply>(ServiceName, "AcquireLease", AcquireLeaseRequest.Parser,
             (req, ctx) => Invoke(() => impl.AcquireLeaseAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<SetQuotaRequest, SetQuotaReply>(ServiceName, "SetQuota", SetQuotaRequest.Parser,
+            (req, ctx) => Invoke(() => impl.SetQuotaAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<GetQuotaRequest, GetQuotaReply>(ServiceName, "GetQuota", GetQuotaRequest.Parser,
+            (req, ctx) => Invoke(() => impl.GetQuotaAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<ListQuotasRequest, ListQuotasReply>(ServiceName, "ListQuotas", ListQuotasRequest.Parser,
+            (req, ctx) => Invoke(() => impl.ListQuotasAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<DeleteQuotaRequest, DeleteQuotaReply>(ServiceName, "DeleteQuota", DeleteQuotaRequest.Parser,
+            (req, ctx) => Invoke(() => impl.DeleteQuotaAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<CheckQuotaRequest, CheckQuotaReply>(ServiceName, "CheckQuota", CheckQuotaRequest.Parser,
+            (req, ctx) => Invoke(() => impl.CheckQuotaAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<UpdateVolumeRequest, UpdateVolumeReply>(ServiceName, "UpdateVolume", UpdateVolumeRequest.Parser,
+            (req, ctx) => Invoke(() => impl.UpdateVolumeAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<GetPathRequest, GetPathReply>(ServiceName, "GetPath", GetPathRequest.Parser,
+            (req, ctx) => Invoke(() => impl.GetPathAsync(req, ctx.CancellationToken), translate));
     }
 }

@@ -118,4 +118,25 @@ public sealed partial class RpcMetaClient
 
     public Task<AcquireLeaseReply> AcquireLeaseAsync(AcquireLeaseRequest request, CancellationToken ct = default) =>
         CallAsync("AcquireLease", request, AcquireLeaseReply.Parser, ct);
+
+    public Task<SetQuotaReply> SetQuotaAsync(SetQuotaRequest request, CancellationToken ct = default) =>
+        CallAsync("SetQuota", request, SetQuotaReply.Parser, ct);
+
+    public Task<GetQuotaReply> GetQuotaAsync(GetQuotaRequest request, CancellationToken ct = default) =>
+        CallAsync("GetQuota", request, GetQuotaReply.Parser, ct);
+
+    public Task<ListQuotasReply> ListQuotasAsync(ListQuotasRequest request, CancellationToken ct = default) =>
+        CallAsync("ListQuotas", request, ListQuotasReply.Parser, ct);
+
+    public Task<DeleteQuotaReply> DeleteQuotaAsync(DeleteQuotaRequest request, CancellationToken ct = default) =>
+        CallAsync("DeleteQuota", request, DeleteQuotaReply.Parser, ct);
+
+    public Task<CheckQuotaReply> CheckQuotaAsync(CheckQuotaRequest request, CancellationToken ct = default) =>
+        CallAsync("CheckQuota", request, CheckQuotaReply.Parser, ct);
+
+    public Task<UpdateVolumeReply> UpdateVolumeAsync(UpdateVolumeRequest request, CancellationToken ct = default) =>
+        CallAsync("UpdateVolume", request, UpdateVolumeReply.Parser, ct);
+
+    public Task<GetPathReply> GetPathAsync(GetPathRequest request, CancellationToken ct = default) =>
+        CallAsync("GetPath", request, GetPathReply.Parser, ct);
 }

@@ -32,6 +32,7 @@ public static class Errno
     public const int EOPNOTSUPP = 95;
     public const int ENOTCONN = 107;
     public const int EALREADY = 114;
+    public const int EDQUOT = 122;
 }
 
 /// <summary>Mode bits (S_IF* types and permission bits) as in Linux stat(2).</summary>

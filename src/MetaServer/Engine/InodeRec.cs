@@ -15,7 +15,8 @@ internal struct InodeRec
     public long Mtime;
     public long Ctime;
 
-    /// <summary>Directory: its parent (root: itself). Character/block device: rdev. Otherwise 0.</summary>
+    /// <summary>Directory: its parent (root: itself). Regular file with exactly one name: that name's directory (more
+    /// names: see MetaState.LinkParents). Character/block device: rdev. Otherwise 0.</summary>
     public ulong Aux;
 
     public readonly bool IsDir => PosixMode.IsDir(Mode);

@@ -38,4 +38,10 @@ internal sealed class MetaState
 
     /// <summary>Named leases (AcquireLease) by name.</summary>
     public readonly Dictionary<string, LeaseRec> Leases = new(StringComparer.Ordinal);
+
+    /// <summary>Directory inode -> its quota (MetaStateMachine.Quota.cs).</summary>
+    public readonly Dictionary<ulong, QuotaRec> Quotas = [];
+
+    /// <summary>Regular files with more than one name: one parent per name, sorted (derived from the directories, not snapshotted).</summary>
+    public readonly Dictionary<ulong, List<ulong>> LinkParents = [];
 }

@@ -42,6 +42,10 @@ public sealed partial class MetaStateMachine
         {
             return Errno.ENOSPC;
         }
+        if (OverQuota(r.Inode, rec.Size, newSize))
+        {
+            return Errno.EDQUOT;
+        }
         ref var list = ref CollectionsMarshal.GetValueRefOrAddDefault(_s.Chunks, new ChunkKey(r.Inode, r.ChunkIndex), out _);
         (list ??= new List<SliceRec>(1)).Add(new SliceRec(sl.Id, sl.Size, sl.Offset, sl.Length, sl.Pos));
         Resize(r.Inode, ref rec, newSize);
@@ -75,6 +79,10 @@ public sealed partial class MetaStateMachine
         if (NoSpace(rec.Size, r.Size))
         {
             return Errno.ENOSPC;
+        }
+        if (OverQuota(r.Inode, rec.Size, r.Size))
+        {
+            return Errno.EDQUOT;
         }
         var killed = KillSuidOnWrite(ref rec, r.Cred);
         if (r.Size != rec.Size)
@@ -131,6 +139,10 @@ public sealed partial class MetaStateMachine
         if (NoSpace(rec.Size, newSize))
         {
             return Errno.ENOSPC;
+        }
+        if (OverQuota(r.Inode, rec.Size, newSize))
+        {
+            return Errno.EDQUOT;
         }
         if ((r.Mode & (punch | zero)) != 0)
         {

@@ -195,7 +195,7 @@ public sealed partial class MetaStateMachine
         }
         _s.Inodes.Add(a.Inode, rec);
         _s.InodeCount++;
-        if (a.Inode >= _s.NextInode)
+        if (a.Inode >= _s.NextInode && a.Inode != TrashInode) // /.trash has its fixed number, outside the counter
         {
             _s.NextInode = a.Inode + 1;
         }
@@ -278,75 +278,16 @@ public sealed partial class MetaStateMachine
         }
         _s.NextInode = Math.Max(_s.NextInode, r.NextInode);
         _s.NextSliceId = Math.Max(_s.NextSliceId, r.NextSliceId);
+        // Loaded names bypassed the per-name hooks: rebuild the regular files' parents, and count the loaded tree
+        // into any quota set before the load (only the root can have one on an empty volume).
+        RebuildParents(_s);
+        foreach (var (dir, q) in _s.Quotas)
+        {
+            CountBelow(dir, useQuotas: false, long.MaxValue, out var bytes, out var inodes);
+            q.UsedBytes = bytes;
+            q.UsedInodes = inodes;
+        }
         _s.Loading = false;
         return new LoadEntriesReply { Inodes = _s.InodeCount, UsedBytes = _s.UsedBytes };
-    }
-
-    // ---- snapshot extension (format v3) ----
-
-    private const ulong SnapshotSectionLoad = 1;
-    private const ulong SnapshotSectionLeases = 2;
-
-    /// <summary>The oldest current format that holds the state: v2 unless a load is under way or a lease exists,
-    /// so states without them keep their v2 bytes.</summary>
-    private static int SnapshotVersionFor(MetaState s) => s.Loading || s.Leases.Count > 0 ? 3 : 2;
-
-    /// <summary>v3 adds, before the end marker: a section count, then per section a tag and its fields. Tags:
-    /// 1 = load in progress (no fields); 2 = leases (count, then name, holder, expiry per lease, by name).</summary>
-    private static void WriteSnapshotSections(MetaState s, SnapshotWriter w)
-    {
-        w.WriteVarint((ulong)((s.Loading ? 1 : 0) + (s.Leases.Count > 0 ? 1 : 0)));
-        if (s.Loading)
-        {
-            w.WriteVarint(SnapshotSectionLoad);
-        }
-        if (s.Leases.Count > 0)
-        {
-            w.WriteVarint(SnapshotSectionLeases);
-            var names = s.Leases.Keys.ToArray();
-            Array.Sort(names, StringComparer.Ordinal);
-            w.WriteVarint((ulong)names.Length);
-            foreach (var name in names)
-            {
-                var lease = s.Leases[name];
-                w.WriteBytes(System.Text.Encoding.UTF8.GetBytes(name));
-                w.WriteVarint(lease.Holder);
-                w.WriteSigned(lease.ExpiresNs);
-            }
-        }
-    }
-
-    private static void ReadSnapshotSections(SnapshotReader r, MetaState s)
-    {
-        var sections = r.ReadCount(16);
-        ulong last = 0;
-        for (var i = 0; i < sections; i++)
-        {
-            var tag = r.ReadVarint();
-            if (tag <= last)
-            {
-                throw Corrupt("snapshot sections out of order");
-            }
-            last = tag;
-            switch (tag)
-            {
-                case SnapshotSectionLoad:
-                    s.Loading = true;
-                    break;
-                case SnapshotSectionLeases:
-                    var n = r.ReadCount(DumpLoadLimits.LeasesMax);
-                    for (var j = 0; j < n; j++)
-                    {
-                        var name = System.Text.Encoding.UTF8.GetString(r.ReadBytes(DumpLoadLimits.LeaseNameBytesMax));
-                        if (!s.Leases.TryAdd(name, new LeaseRec(r.ReadVarint(), r.ReadSigned())))
-                        {
-                            throw Corrupt("duplicate lease");
-                        }
-                    }
-                    break;
-                default:
-                    throw new InvalidDataException($"snapshot has section {tag}, unknown to this build; use a matching mirrorfs-meta");
-            }
-        }
     }
 }

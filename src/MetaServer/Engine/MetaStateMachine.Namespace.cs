@@ -100,6 +100,10 @@ public sealed partial class MetaStateMachine
         {
             return Errno.ENOSPC;
         }
+        if ((e = AdmitName(parent, span, 0)) != Errno.OK)
+        {
+            return e;
+        }
         if (_s.Inodes.ContainsKey(ino))
         {
             return Errno.EIO; // claimed ids are above every existing inode; never overwrite one if that breaks
@@ -152,6 +156,7 @@ public sealed partial class MetaStateMachine
         }
         dir.Add(name.ToByteArray(), ino);
         TouchDir(parent, isDir ? 1 : 0);
+        NameAdded(parent, ino);
         attr = ToAttr(ino, rec);
         return Errno.OK;
     }
@@ -194,11 +199,16 @@ public sealed partial class MetaStateMachine
         {
             return Errno.EMLINK;
         }
+        if ((e = AdmitName(r.NewParent, name, BytesOf(src))) != Errno.OK)
+        {
+            return e;
+        }
         src.Nlink++;
         src.Ctime = _now;
         attr = ToAttr(r.Inode, src);
         dir.Add(r.NewName.ToByteArray(), r.Inode);
         TouchDir(r.NewParent, 0);
+        NameAdded(r.NewParent, r.Inode);
         return Errno.OK;
     }
 
@@ -235,7 +245,11 @@ public sealed partial class MetaStateMachine
         }
         dir.RemoveAt(slot);
         TouchDir(r.Parent, 0);
-        DropLink(ino);
+        NameRemoved(r.Parent, ino);
+        if (!TrashPut(r.Parent, ino, name))
+        {
+            DropLink(ino);
+        }
         return Errno.OK;
     }
 
@@ -273,12 +287,17 @@ public sealed partial class MetaStateMachine
         {
             return Errno.ENOTDIR;
         }
+        if ((e = TrashGuardRmdir(ino)) != Errno.OK)
+        {
+            return e;
+        }
         if (_s.Dirs[ino].Count != 0)
         {
             return Errno.ENOTEMPTY;
         }
         dir.RemoveAt(slot);
         TouchDir(r.Parent, -1);
+        NameRemoved(r.Parent, ino);
         DeleteInode(ino);
         return Errno.OK;
     }
@@ -386,6 +405,10 @@ public sealed partial class MetaStateMachine
             }
         }
 
+        if ((e = RenameQuota(r, srcIno, dstIno, (r.Flags & exchange) != 0)) != Errno.OK)
+        {
+            return e;
+        }
         var sameDir = r.Parent == r.NewParent;
         if ((r.Flags & exchange) != 0)
         {
@@ -447,7 +470,7 @@ public sealed partial class MetaStateMachine
                 newParentDelta--;
                 DeleteInode(dstIno);
             }
-            else
+            else if (!TrashPut(r.NewParent, dstIno, newName))
             {
                 DropLink(dstIno);
             }
@@ -522,6 +545,10 @@ public sealed partial class MetaStateMachine
         if ((v & sizeBit) != 0 && NoSpace(rec.Size, r.Size))
         {
             return Errno.ENOSPC;
+        }
+        if ((v & sizeBit) != 0 && OverQuota(r.Inode, rec.Size, r.Size))
+        {
+            return Errno.EDQUOT;
         }
 
         var changed = (v & (modeBit | uidBit | gidBit | atimeBit | mtimeBit | atimeNowBit | mtimeNowBit)) != 0;

@@ -1,4 +1,4 @@
-// Snapshot format v2 (reads v1) of the metadata state: canonical (sorted) order, so equal states give equal bytes.
+// Snapshot format v3 (reads v1 and v2) of the metadata state: canonical (sorted) order, so equal states give equal bytes.
 using Google.Protobuf;
 using MirrorFS.Core.Meta;
 
@@ -13,9 +13,11 @@ namespace MirrorFS.MetaServer.Engine;
 /// symlinks sorted (inode delta, target); xattrs sorted (inode delta, count, (name, value)...);
 /// chunks sorted by (inode, index) (inode, index, count, (id, size, offset, length, pos)...);
 /// sessions sorted (id, info, last active, acked seq, replies sorted (seq, bytes), opens sorted (inode, count));
-/// pending deletes sorted by id (id, size, index, time (signed), not-before (signed)); [v3: extra sections, see
-/// WriteSnapshotSections]; magic "MFS-END."; then SHA-256 of everything before it. Version 1 differs only in its
-/// pending deletes: in drop order, (id, size, index). A state that needs no v3 section is written as v2.
+/// pending deletes sorted by id (id, size, index, time (signed), not-before (signed)); v3 only: sections (see
+/// <see cref="WriteSnapshotSections"/>); magic "MFS-END."; then SHA-256 of everything before it. Version 1 differs
+/// in its pending deletes: in drop order, (id, size, index). Version 3 also keeps in a regular file's aux the
+/// directory of its only name (v1 and v2 wrote 0); the names of regular files are rebuilt from the directories on
+/// every restore, so an older snapshot restores to the state v3 code would have built.
 /// FROZEN: readers must keep reading every released version; a new layout gets a new version.
 /// </summary>
 public sealed partial class MetaStateMachine
@@ -25,6 +27,8 @@ public sealed partial class MetaStateMachine
     private static ReadOnlySpan<byte> SnapshotEndMagic => "MFS-END."u8;
 
     public const int SnapshotVersion = 3;
+
+    private const int SnapshotVersionOldest = 1;
 
     private const int PresizeMax = 1 << 22;
 
@@ -73,8 +77,7 @@ public sealed partial class MetaStateMachine
     private static void Write(MetaState s, SnapshotWriter w)
     {
         w.WriteRaw(SnapshotMagic);
-        var version = SnapshotVersionFor(s);
-        w.WriteVarint((ulong)version);
+        w.WriteVarint(SnapshotVersion);
         w.WriteVarint(s.AppliedIndex);
         w.WriteVarint(s.NextInode);
         w.WriteVarint(s.NextSliceId);
@@ -207,10 +210,7 @@ public sealed partial class MetaStateMachine
             w.WriteSigned(p.TimeNs);
             w.WriteSigned(p.NotBeforeNs);
         }
-        if (version >= 3)
-        {
-            WriteSnapshotSections(s, w);
-        }
+        WriteSnapshotSections(s, w);
         w.WriteRaw(SnapshotEndMagic);
     }
 
@@ -226,9 +226,9 @@ public sealed partial class MetaStateMachine
             throw new InvalidDataException("not a MirrorFS metadata snapshot (bad magic); check the file you restore from");
         }
         var version = r.ReadVarint();
-        if (version is < 1 or > SnapshotVersion)
+        if (version is < SnapshotVersionOldest or > SnapshotVersion)
         {
-            throw new InvalidDataException($"snapshot format version {version} is not supported by this build (supports 1 to {SnapshotVersion}); use a matching mirrorfs-meta");
+            throw new InvalidDataException($"snapshot format version {version} is not supported by this build (supports {SnapshotVersionOldest} to {SnapshotVersion}); use a matching mirrorfs-meta");
         }
         const int countMax = int.MaxValue / 2;
         var s = new MetaState
@@ -360,6 +360,7 @@ public sealed partial class MetaStateMachine
         {
             ReadSnapshotSections(r, s);
         }
+        RebuildParents(s);
         Span<byte> end = stackalloc byte[8];
         r.ReadRaw(end);
         if (!end.SequenceEqual(SnapshotEndMagic))
@@ -373,5 +374,80 @@ public sealed partial class MetaStateMachine
     {
         var delta = r.ReadVarint();
         return delta != 0 && prev + delta > prev ? prev + delta : throw Corrupt("keys out of order");
+    }
+
+    // ---- sections (format v3) ----
+
+    private const ulong SnapshotSectionLoad = 1;
+    private const ulong SnapshotSectionLeases = 2;
+    private const ulong SnapshotSectionQuotas = 3;
+
+    /// <summary>v3 ends, before the end marker, with a section count, then per section (ascending tags, each at most
+    /// once, absent when empty) a tag and its fields. Tags: 1 = load in progress (no fields); 2 = leases (count, then
+    /// name, holder, expiry (signed) per lease, by name); 3 = quotas (count, then sorted (inode delta, max bytes,
+    /// max inodes, used bytes (signed), used inodes (signed))). A reader rejects a tag it does not know.</summary>
+    private static void WriteSnapshotSections(MetaState s, SnapshotWriter w)
+    {
+        w.WriteVarint((ulong)((s.Loading ? 1 : 0) + (s.Leases.Count > 0 ? 1 : 0) + (s.Quotas.Count > 0 ? 1 : 0)));
+        if (s.Loading)
+        {
+            w.WriteVarint(SnapshotSectionLoad);
+        }
+        if (s.Leases.Count > 0)
+        {
+            w.WriteVarint(SnapshotSectionLeases);
+            var names = s.Leases.Keys.ToArray();
+            Array.Sort(names, StringComparer.Ordinal);
+            w.WriteVarint((ulong)names.Length);
+            foreach (var name in names)
+            {
+                var lease = s.Leases[name];
+                w.WriteBytes(System.Text.Encoding.UTF8.GetBytes(name));
+                w.WriteVarint(lease.Holder);
+                w.WriteSigned(lease.ExpiresNs);
+            }
+        }
+        if (s.Quotas.Count > 0)
+        {
+            w.WriteVarint(SnapshotSectionQuotas);
+            WriteQuotas(s, w);
+        }
+    }
+
+    private static void ReadSnapshotSections(SnapshotReader r, MetaState s)
+    {
+        var sections = r.ReadCount(16);
+        ulong last = 0;
+        for (var i = 0; i < sections; i++)
+        {
+            var tag = r.ReadVarint();
+            if (tag <= last)
+            {
+                throw Corrupt("snapshot sections out of order");
+            }
+            last = tag;
+            switch (tag)
+            {
+                case SnapshotSectionLoad:
+                    s.Loading = true;
+                    break;
+                case SnapshotSectionLeases:
+                    var n = r.ReadCount(DumpLoadLimits.LeasesMax);
+                    for (var j = 0; j < n; j++)
+                    {
+                        var name = System.Text.Encoding.UTF8.GetString(r.ReadBytes(DumpLoadLimits.LeaseNameBytesMax));
+                        if (!s.Leases.TryAdd(name, new LeaseRec(r.ReadVarint(), r.ReadSigned())))
+                        {
+                            throw Corrupt("duplicate lease");
+                        }
+                    }
+                    break;
+                case SnapshotSectionQuotas:
+                    ReadQuotas(r, s);
+                    break;
+                default:
+                    throw new InvalidDataException($"snapshot has section {tag}, unknown to this build; use a matching mirrorfs-meta");
+            }
+        }
     }
 }

@@ -222,6 +222,16 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
                 return LoadEntries(cmd.LoadEntries);
             case Command.OpOneofCase.AcquireLease:
                 return AcquireLease(cmd.AcquireLease);
+            case Command.OpOneofCase.SetQuota:
+                return SetQuota(cmd.SetQuota);
+            case Command.OpOneofCase.DeleteQuota:
+                return DeleteQuota(cmd.DeleteQuota);
+            case Command.OpOneofCase.CheckQuota:
+                return CheckQuota(cmd.CheckQuota);
+            case Command.OpOneofCase.UpdateVolume:
+                return UpdateVolume(cmd.UpdateVolume);
+            case Command.OpOneofCase.PurgeTrash:
+                return PurgeTrash(cmd.PurgeTrash);
             default:
                 return new HeartbeatReply { Errno = Errno.ENOSYS };
         }
@@ -375,6 +385,7 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
             _s.UsedBytes -= Align4K(r.Size);
         }
         _s.Inodes.Remove(ino);
+        ForgetQuotaState(ino);
         _s.InodeCount--;
         _s.Dirs.Remove(ino);
         _s.Symlinks.Remove(ino);
@@ -401,6 +412,7 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
             DropChunks(ino, r.Size, newSize);
         }
         _s.UsedBytes = _s.UsedBytes - Align4K(r.Size) + Align4K(newSize);
+        QuotaResize(ino, r, newSize);
         r.Size = newSize;
     }
 

@@ -28,6 +28,9 @@ public sealed record MetaServerOptions
     /// <summary>How often the expiry check runs (on the leader only).</summary>
     public int SessionSweepMs { get; init; } = 10_000;
 
+    /// <summary>How often the leader deletes trash hour directories older than the volume's trash days.</summary>
+    public int TrashPurgeMs { get; init; } = 300_000;
+
     public ILoggerFactory? LoggerFactory { get; init; }
 
     /// <summary>Raft member id (non-zero) for cluster mode; 0 runs the single-node log without Raft.</summary>
@@ -86,6 +89,9 @@ public sealed class MetaServerHost : IAsyncDisposable
     public IReplicatedLog ReplicatedLog => (IReplicatedLog?)_raft ?? _single!;
 
     public MetaServerOptions Options => _options;
+
+    /// <summary>The trash purge job (tests run a pass at a chosen time with RunOnceAsync).</summary>
+    public TrashPurger TrashPurger { get; private set; } = null!;
 
     /// <summary>host:port the server answers on.</summary>
     public string Address => _rpc!.Address;
@@ -146,6 +152,8 @@ public sealed class MetaServerHost : IAsyncDisposable
             _transport.SelfAddress = _rpc.Address;
         }
         _sweeper = Task.Run(SweepSessionsAsync, CancellationToken.None);
+        (TrashPurger = new TrashPurger(Service, _options.TrashPurgeMs, _logger,
+            isLeader: () => _raft is not { Status.Role: not RaftRole.Leader })).Start();
         if (_raft is null)
         {
             _logger.LogInformation("mirrorfs-meta serving on {Address}, data in {Dir}, applied index {Index}",
@@ -311,6 +319,10 @@ public sealed class MetaServerHost : IAsyncDisposable
         if (_sweeper is not null)
         {
             await _sweeper.ConfigureAwait(false);
+        }
+        if (TrashPurger is not null)
+        {
+            await TrashPurger.DisposeAsync().ConfigureAwait(false);
         }
         if (_raft is not null)
         {

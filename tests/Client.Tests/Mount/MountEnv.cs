@@ -51,7 +51,10 @@ public sealed class MountEnv : IAsyncDisposable
         return d;
     }
 
-    public static async Task<MountEnv> StartAsync(ITestOutputHelper log, string blockSize = "1M")
+    /// <summary>Starts the metaserver and formats the volume. The trash is off unless <paramref name="trashDays"/> says
+    /// otherwise: most tests compare trees or count deletions, and a /.trash would get in their way.</summary>
+    public static async Task<MountEnv> StartAsync(ITestOutputHelper log, string blockSize = "1M", int trashDays = 0,
+        params string[] formatArgs)
     {
         if (!File.Exists("/dev/fuse"))
         {
@@ -69,7 +72,8 @@ public sealed class MountEnv : IAsyncDisposable
         var o = new StringWriter();
         var e = new StringWriter();
         var code = await Program.RunAsync(
-            ["format", env.MetaUrl, Volume, "--storage", "file://" + blocks, "--block-size", blockSize, "--token-file", env.TokenFile],
+            ["format", env.MetaUrl, Volume, "--storage", "file://" + blocks, "--block-size", blockSize, "--token-file", env.TokenFile,
+             "--trash-days", trashDays.ToString(System.Globalization.CultureInfo.InvariantCulture), .. formatArgs],
             o, e);
         if (code != 0)
         {
@@ -77,6 +81,17 @@ public sealed class MountEnv : IAsyncDisposable
             throw new InvalidOperationException($"mirrorfs format failed with {code}: {e}{o}");
         }
         return env;
+    }
+
+    /// <summary>Runs a mirrorfs subcommand in-process against this volume: args after the META-URL (the token file is added).</summary>
+    public async Task<ShellResult> CliAsync(string command, params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        var words = command.Split(' ');
+        var code = await Program.RunAsync([.. words, MetaUrl, .. args, "--token-file", TokenFile], o, e);
+        _log.WriteLine($"$ mirrorfs {command} {string.Join(' ', args)} -> {code}\n{o}{e}");
+        return new ShellResult(code, o.ToString(), e.ToString());
     }
 
     /// <summary>Starts `mirrorfs mount` in the foreground as a child and waits until the kernel lists the mount.</summary>
