@@ -131,7 +131,7 @@ public sealed class DumpLoadGoldenTests
     }
 
     [Fact]
-    public void Snapshot_v3_encoding_is_frozen_and_a_finished_state_without_leases_is_v2()
+    public void Snapshot_v3_encoding_is_frozen_and_a_finished_state_has_no_sections()
     {
         using var sm = Build(finish: false, out var replies);
         foreach (var reply in replies)
@@ -152,12 +152,16 @@ public sealed class DumpLoadGoldenTests
         Assert.Equal(golden, again.ToArray());
         Assert.Equal(Errno.EBUSY, restored.GetVolume(new GetVolumeRequest()).Errno);
 
-        // Finished, with the lease released: nothing needs v3, so the bytes are v2.
+        // Finished, with the lease released: still v3, with no section before the end marker.
         using var done = Build(finish: true, out _);
         done.Apply(done.AppliedIndex + 1, new Command { SessionId = 3, Seq = 5, NowNs = T0 + 5, AcquireLease = new AcquireLeaseRequest { Name = "backup-meta" } }.ToByteArray());
-        using var v2 = new MemoryStream();
-        done.WriteSnapshot(v2);
-        Assert.Equal(2, v2.ToArray()[8]);
+        using var noSections = new MemoryStream();
+        done.WriteSnapshot(noSections);
+        var b = noSections.ToArray();
+        Assert.Equal(3, b[8]);
+        // Layout tail: section count 0, "MFS-END.", 32-byte SHA-256.
+        Assert.Equal(0, b[^(32 + 8 + 1)]);
+        Assert.Equal("MFS-END."u8.ToArray(), b[^(32 + 8)..^32]);
         Assert.Equal(0, done.GetVolume(new GetVolumeRequest()).Errno);
     }
 }
