@@ -14,6 +14,8 @@ public enum CopyOutcome
     GoneFromSource,
     /// <summary>The primary bucket holds it with the wrong size: not copied, reported as an error.</summary>
     DamagedInSource,
+    /// <summary>A deletion job: the slices' blocks were removed from the mirror bucket.</summary>
+    Deleted,
 }
 
 public sealed record RetryPolicy

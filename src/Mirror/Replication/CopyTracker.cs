@@ -1,12 +1,21 @@
 // Which changelog entries still have blocks in flight, and so how far the copy is complete.
 namespace MirrorFS.Mirror.Replication;
 
-/// <summary>One block to copy, with the entry that introduced it.</summary>
-/// <param name="Key">Object key (the same in both buckets).</param>
-/// <param name="Size">Stored size in bytes.</param>
+/// <summary>One block to copy, with the entry that introduced it; or, when <see cref="DeleteSliceIds"/> is set, the
+/// deletion of those slices' blocks from the mirror bucket that entry calls for.</summary>
+/// <param name="Key">Object key (the same in both buckets); for a deletion, a name unique to its entry.</param>
+/// <param name="Size">Stored size in bytes (0 for a deletion).</param>
 /// <param name="Entry">Changelog index of the entry that named the block.</param>
 /// <param name="TimeNs">That entry's leader time (Unix ns): what lag and pending age are measured from.</param>
-public sealed record BlockJob(string Key, int Size, ulong Entry, long TimeNs);
+public sealed record BlockJob(string Key, int Size, ulong Entry, long TimeNs)
+{
+    public ulong[]? DeleteSliceIds { get; init; }
+
+    public bool IsDelete => DeleteSliceIds is not null;
+
+    public static BlockJob Delete(ulong entry, long timeNs, ulong[] sliceIds) =>
+        new($"delete@{entry}", 0, entry, timeNs) { DeleteSliceIds = sliceIds };
+}
 
 /// <summary>
 /// Tracks dispatched entries in index order. <see cref="CopiedThrough"/> is the highest index such that every
@@ -175,6 +184,24 @@ public sealed class CopyTracker
             var signal = _changed;
             _changed = NewSignal();
             signal.TrySetResult();
+        }
+    }
+
+    /// <summary>Waits until every entry up to <paramref name="index"/> is done.</summary>
+    public async Task WaitCopiedThroughAsync(ulong index, CancellationToken ct)
+    {
+        while (true)
+        {
+            Task signal;
+            lock (_lock)
+            {
+                if (CopiedThroughLocked() >= index)
+                {
+                    return;
+                }
+                signal = _changed.Task;
+            }
+            await signal.WaitAsync(ct).ConfigureAwait(false);
         }
     }
 

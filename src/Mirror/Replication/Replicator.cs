@@ -59,6 +59,7 @@ public sealed class Replicator
     private IObjectStore? _from;
     private BlockCopier _copier = null!;
     private readonly Channel<BlockJob> _jobs = Channel.CreateUnbounded<BlockJob>(new UnboundedChannelOptions { SingleWriter = true });
+    private readonly Channel<BlockJob> _deletes = Channel.CreateUnbounded<BlockJob>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Lock _checkpointLock = new();
     private CopyTracker _tracker = new(0, 1);
     private Volume? _volume;
@@ -126,12 +127,13 @@ public sealed class Replicator
             volume.Name, _from.Description, _to.Description, _source.Description, _tracker.DispatchedThrough + 1, restored.Count);
         foreach (var job in restored)
         {
-            _jobs.Writer.TryWrite(job);
+            Enqueue(job);
         }
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var workers = Enumerable.Range(0, _options.ConcurrencyMax).Select(_ => Task.Run(() => WorkAsync(stop.Token), CancellationToken.None)).ToArray();
         var checkpoints = Task.Run(() => CheckpointLoopAsync(stop.Token), CancellationToken.None);
+        var deleter = Task.Run(() => DeleteLoopAsync(volume, stop.Token), CancellationToken.None);
         _state = "running";
         try
         {
@@ -140,7 +142,7 @@ public sealed class Replicator
         finally
         {
             await stop.CancelAsync().ConfigureAwait(false);
-            await Task.WhenAll([.. workers, checkpoints]).ConfigureAwait(false);
+            await Task.WhenAll([.. workers, checkpoints, deleter]).ConfigureAwait(false);
             _state = "stopped";
             SaveCheckpoint();
             await _from.DisposeAsync().ConfigureAwait(false);
@@ -274,9 +276,12 @@ public sealed class Replicator
     {
         Interlocked.Increment(ref Stats.EntriesRead);
         List<SliceRef> slices;
+        ulong[] deletes;
         try
         {
-            slices = SliceFinder.Find(Command.Parser.ParseFrom(entry.Command));
+            var command = Command.Parser.ParseFrom(entry.Command);
+            slices = SliceFinder.Find(command);
+            deletes = SliceFinder.ConfirmedDeletes(command);
         }
         catch (InvalidProtocolBufferException e)
         {
@@ -284,6 +289,7 @@ public sealed class Replicator
             Stats.NoteError($"changelog entry {entry.Index} is not a command ({e.Message}); its blocks, if any, are not copied");
             _log.LogError("changelog entry {Index} is not a command: {Message}", entry.Index, e.Message);
             slices = [];
+            deletes = [];
         }
         var blocks = new List<BlockJob>();
         foreach (var s in slices)
@@ -293,13 +299,65 @@ public sealed class Replicator
                 blocks.Add(new BlockJob(BlockLayout.Key(volume.Name, s.Id, b.Index, b.Size), b.Size, entry.Index, entry.TimeNs));
             }
         }
+        if (deletes.Length > 0)
+        {
+            blocks.Add(BlockJob.Delete(entry.Index, entry.TimeNs, deletes));
+        }
         if (blocks.Count > 0)
         {
             await _tracker.WaitForRoomAsync(ct).ConfigureAwait(false);
         }
         foreach (var job in _tracker.Dispatch(entry.Index, blocks))
         {
-            _jobs.Writer.TryWrite(job);
+            Enqueue(job);
+        }
+    }
+
+    private void Enqueue(BlockJob job) => (job.IsDelete ? _deletes : _jobs).Writer.TryWrite(job);
+
+    /// <summary>Deletes, in entry order, the mirror bucket's blocks of slices the primary has deleted from its own
+    /// bucket. A deletion waits until every earlier entry is copied, so no copy still running can write a block back
+    /// after it is gone; it counts as in flight until done, so a restart does it again (deleting is idempotent).</summary>
+    private async Task DeleteLoopAsync(Volume volume, CancellationToken ct)
+    {
+        try
+        {
+            await foreach (var job in _deletes.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                await _tracker.WaitCopiedThroughAsync(job.Entry - 1, ct).ConfigureAwait(false);
+                await DeleteSlicesAsync(volume, job.DeleteSliceIds!, ct).ConfigureAwait(false);
+                _tracker.Complete(job);
+                BlockDone?.Invoke(job, CopyOutcome.Deleted);
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Slice ids share a listing directory per thousand ids: one listing per directory finds their blocks.</summary>
+    private async Task DeleteSlicesAsync(Volume volume, ulong[] sliceIds, CancellationToken ct)
+    {
+        foreach (var group in sliceIds.GroupBy(id => $"{BlockLayout.ChunksPrefix(volume.Name)}{id / 1_000_000}/{id / 1_000}/"))
+        {
+            var ids = group.ToHashSet();
+            var keys = new List<string>();
+            await foreach (var o in ListAsync(_to, group.Key, ct).ConfigureAwait(false))
+            {
+                if (BlockLayout.TryParseKey(volume.Name, o.Key, out var block) && ids.Contains(block.SliceId))
+                {
+                    keys.Add(o.Key);
+                }
+            }
+            foreach (var chunk in keys.Chunk(ObjectKeys.ListLimitMax))
+            {
+                await _copier.WithRetry("DELETE", _to, chunk[0], async () =>
+                {
+                    await _to.DeleteManyAsync(chunk, ct).ConfigureAwait(false);
+                    return true;
+                }, ct).ConfigureAwait(false);
+                Interlocked.Add(ref Stats.BlocksDeleted, chunk.Length);
+            }
         }
     }
 
@@ -490,6 +548,7 @@ public sealed class Replicator
             BlocksAlreadyPresent = Interlocked.Read(ref Stats.BlocksAlreadyPresent),
             BlocksGoneFromSource = Interlocked.Read(ref Stats.BlocksGoneFromSource),
             BlocksDamagedInSource = Interlocked.Read(ref Stats.BlocksDamagedInSource),
+            BlocksDeleted = Interlocked.Read(ref Stats.BlocksDeleted),
             EntriesRead = Interlocked.Read(ref Stats.EntriesRead),
             Resyncs = Interlocked.Read(ref Stats.Resyncs),
             Errors = Interlocked.Read(ref Stats.Errors),

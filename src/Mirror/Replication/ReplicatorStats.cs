@@ -26,6 +26,7 @@ public sealed class ReplicatorStats
     public long BlocksAlreadyPresent;
     public long BlocksGoneFromSource;
     public long BlocksDamagedInSource;
+    public long BlocksDeleted;
     public long Errors;
     public long EntriesRead;
     public long Resyncs;

@@ -27,6 +27,7 @@ public sealed record ReplicatorStatus
     public long BlocksAlreadyPresent { get; init; }
     public long BlocksGoneFromSource { get; init; }
     public long BlocksDamagedInSource { get; init; }
+    public long BlocksDeleted { get; init; }
     public long EntriesRead { get; init; }
     public long Resyncs { get; init; }
     public long Errors { get; init; }

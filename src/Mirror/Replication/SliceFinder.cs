@@ -29,6 +29,22 @@ public static class SliceFinder
         return found;
     }
 
+    /// <summary>The slices whose blocks the primary has deleted from its bucket, as a ConfirmDeletes entry records
+    /// (the primary deletes only once every mirror has applied past the entry that dropped them).</summary>
+    /// <remarks>
+    /// The field is looked up by its proto name, so this builds with or without the gc commands in meta.proto.</remarks>
+    public static ulong[] ConfirmedDeletes(Command command)
+    {
+        if (ConfirmDeletesField is not { } field || field.Accessor.GetValue(command) is not IMessage request
+            || request.Descriptor.FindFieldByName("slice_ids") is not { IsRepeated: true } ids)
+        {
+            return [];
+        }
+        return [.. ((System.Collections.IEnumerable)ids.Accessor.GetValue(request)).Cast<ulong>()];
+    }
+
+    private static readonly FieldDescriptor? ConfirmDeletesField = Command.Descriptor.FindFieldByName("confirm_deletes");
+
     private static void Add(List<SliceRef> found, Slice? s)
     {
         if (s is not null && s.Id != 0 && s.Size != 0)

@@ -42,6 +42,7 @@ public static class MetricsText
         Metric("blocks_already_present_total", "counter", "Blocks found in the mirror bucket already.", s.BlocksAlreadyPresent);
         Metric("blocks_gone_from_source_total", "counter", "Blocks deleted from the primary bucket before they were copied.", s.BlocksGoneFromSource);
         Metric("blocks_damaged_in_source_total", "counter", "Blocks with the wrong size in the primary bucket (not copied).", s.BlocksDamagedInSource);
+        Metric("blocks_deleted_total", "counter", "Blocks deleted from the mirror bucket after the primary deleted them.", s.BlocksDeleted);
         Metric("entries_read_total", "counter", "Changelog entries read.", s.EntriesRead);
         Metric("resyncs_total", "counter", "Full bucket resyncs (changelog compacted past the checkpoint).", s.Resyncs);
         Metric("errors_total", "counter", "Failed storage or changelog calls (each is retried).", s.Errors);
