@@ -385,7 +385,8 @@ public sealed partial class MetaStateMachine
     /// this cluster's local mirror fields left out. A mirror and its primary at the same primary index write the same
     /// bytes (how tests and verify tools compare them).
     /// </summary>
-    public void WriteComparableSnapshot(Stream output)
+    /// <returns>The primary index written.</returns>
+    public ulong WriteComparableSnapshot(Stream output)
     {
         _lock.EnterReadLock();
         try
@@ -393,6 +394,7 @@ public sealed partial class MetaStateMachine
             using var w = new SnapshotWriter(output);
             Write(_s, w, comparable: true);
             w.Finish();
+            return _s.AppliedIndex;
         }
         finally
         {
