@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes IMetaClient, the RPC client methods and the RPC method table from the `service Meta` block of src/Core/Protos/meta.proto.
+"""Writes IMetaClient, the RPC client methods, the mirror client's routing and the RPC method table from the `service Meta` block of src/Core/Protos/meta.proto.
 
 Run after adding an rpc to the proto: python3 tools/gen-meta-client.py
 """
@@ -38,8 +38,17 @@ table = [head, "using MirrorFS.Core.Rpc;", "", "namespace MirrorFS.Core.Meta;", 
          "    {"]
 for name, req, rep in rpcs:
     table.append(f"        server.MapUnary<{req}, {rep}>(ServiceName, \"{name}\", {req}.Parser,")
-    table.append(f"            (req, ctx) => Invoke(() => impl.{name}Async(req, ctx.CancellationToken), translate));")
+    table.append(f"            (req, ctx) => Invoke(ctx, () => impl.{name}Async(req, ctx.CancellationToken), translate));")
 table += ["    }", "}"]
 (root / "src/Core/Meta/MetaRpc.g.cs").write_text("\n".join(table) + "\n")
+
+# The mirror-region client: every call goes through one routing method (MirrorMetaClient.cs decides where).
+routed = [head, "namespace MirrorFS.Core.Meta;", "", "public sealed partial class MirrorMetaClient", "{"]
+for name, req, rep in rpcs:
+    routed.append(f"    public Task<{rep}> {name}Async({req} request, CancellationToken ct = default) =>")
+    routed.append(f"        RouteAsync(request, static (c, r, t) => c.{name}Async(r, t), ct);")
+    routed.append("")
+routed[-1] = "}"
+(root / "src/Core/Meta/MirrorMetaClient.g.cs").write_text("\n".join(routed) + "\n")
 print(f"{len(rpcs)} rpcs")
 

@@ -29,7 +29,17 @@ public static class Program
             Description = "Take a snapshot after this many log entries",
             DefaultValueFactory = _ => 100_000,
         };
-        var cmd = new Command("serve", "Run a durable single-node metaserver") { data, listen, tokenFile, noAuth, snapshotEvery };
+        var mirrorOf = new Option<string?>("--mirror-of")
+        {
+            Description = "Run as a read-only mirror of this primary: mirrorfs://HOST:PORT[,HOST:PORT...]/VOLUME",
+        };
+        var mirrorStorage = new Option<string?>("--mirror-storage") { Description = "This region's bucket URI (with --mirror-of)" };
+        var primaryTokenFile = new Option<string?>("--token-file-primary") { Description = "File holding the primary cluster's token (with --mirror-of)" };
+        var mirrorId = new Option<string?>("--mirror-id") { Description = "Name this mirror reports to the primary (default: from the bucket URI)" };
+        var cmd = new Command("serve", "Run a durable single-node metaserver")
+        {
+            data, listen, tokenFile, noAuth, snapshotEvery, mirrorOf, mirrorStorage, primaryTokenFile, mirrorId,
+        };
         cmd.SetAction(async (parse, ct) =>
         {
             var dir = Path.GetFullPath(parse.GetValue(data)!);
@@ -47,6 +57,16 @@ public static class Program
                 Console.Error.WriteLine($"mirrorfs-meta: cannot use data directory {dir}: {e.Message}");
                 return 1;
             }
+            Mirror.MirrorHostOptions? mirror;
+            try
+            {
+                mirror = MirrorOptions(parse.GetValue(mirrorOf), parse.GetValue(mirrorStorage), parse.GetValue(primaryTokenFile), parse.GetValue(mirrorId));
+            }
+            catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"mirrorfs-meta: {e.Message}");
+                return 1;
+            }
             using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o =>
             {
                 o.SingleLine = true;
@@ -62,6 +82,7 @@ public static class Program
                     BearerToken = token,
                     SnapshotEveryEntries = parse.GetValue(snapshotEvery),
                     LoggerFactory = loggers,
+                    Mirror = mirror,
                 }, ct);
             }
             catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or FormatException)
@@ -84,6 +105,37 @@ public static class Program
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>Mirror-mode settings from the serve options; null without --mirror-of.</summary>
+    internal static Mirror.MirrorHostOptions? MirrorOptions(string? mirrorOf, string? storage, string? primaryTokenFile, string? id)
+    {
+        if (mirrorOf is null)
+        {
+            return storage is null && primaryTokenFile is null && id is null
+                ? null
+                : throw new ArgumentException("--mirror-storage, --token-file-primary and --mirror-id need --mirror-of PRIMARY-URL");
+        }
+        string? token = null;
+        if (primaryTokenFile is not null)
+        {
+            token = File.ReadAllText(primaryTokenFile).Trim();
+            if (token.Length == 0)
+            {
+                throw new ArgumentException($"primary token file {primaryTokenFile} is empty: write the primary cluster's token into it");
+            }
+        }
+        if (id is not null && (id.Length is 0 or > Engine.MirrorLimits.MirrorIdBytesMax))
+        {
+            throw new ArgumentException($"--mirror-id must be 1 to {Engine.MirrorLimits.MirrorIdBytesMax} characters");
+        }
+        return new Mirror.MirrorHostOptions
+        {
+            Primary = Mirror.PrimaryUrl.Parse(mirrorOf),
+            PrimaryToken = token,
+            MirrorStorage = storage ?? "",
+            MirrorId = id,
+        };
     }
 
     /// <summary>Reads the token file, or writes a new random token there (mode 0600) when it does not exist.</summary>

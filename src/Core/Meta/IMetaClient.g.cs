@@ -68,4 +68,8 @@ public partial interface IMetaClient
     Task<GetVolumeReply> GetVolumeAsync(GetVolumeRequest request, CancellationToken ct = default);
 
     Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest request, CancellationToken ct = default);
+
+    Task<ListMirrorsReply> ListMirrorsAsync(ListMirrorsRequest request, CancellationToken ct = default);
+
+    Task<PromoteReply> PromoteAsync(PromoteRequest request, CancellationToken ct = default);
 }

@@ -97,4 +97,10 @@ public sealed partial class RpcMetaClient
 
     public Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest request, CancellationToken ct = default) =>
         CallAsync("ListSessions", request, ListSessionsReply.Parser, ct);
+
+    public Task<ListMirrorsReply> ListMirrorsAsync(ListMirrorsRequest request, CancellationToken ct = default) =>
+        CallAsync("ListMirrors", request, ListMirrorsReply.Parser, ct);
+
+    public Task<PromoteReply> PromoteAsync(PromoteRequest request, CancellationToken ct = default) =>
+        CallAsync("Promote", request, PromoteReply.Parser, ct);
 }

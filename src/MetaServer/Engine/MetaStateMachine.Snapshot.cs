@@ -14,7 +14,9 @@ namespace MirrorFS.MetaServer.Engine;
 /// chunks sorted by (inode, index) (inode, index, count, (id, size, offset, length, pos)...);
 /// sessions sorted (id, info, last active, acked seq, replies sorted (seq, bytes), opens sorted (inode, count));
 /// pending deletes in order (id, size, index); magic "MFS-END."; then SHA-256 of everything before it.
-/// FROZEN: version 1 readers must keep reading these bytes; a new layout gets a new version.
+/// Version 2 (written only when the state has mirror data): the "applied index" slot holds the own log index, and a
+/// mirror section (<see cref="WriteMirrorSection"/>) comes before the end magic.
+/// FROZEN: version 1 and 2 readers must keep reading these bytes; a new layout gets a new version.
 /// </summary>
 public sealed partial class MetaStateMachine
 {
@@ -22,7 +24,10 @@ public sealed partial class MetaStateMachine
 
     private static ReadOnlySpan<byte> SnapshotEndMagic => "MFS-END."u8;
 
-    public const int SnapshotVersion = 1;
+    /// <summary>The newest format this build writes (older ones are still read; see the summary).</summary>
+    public const int SnapshotVersion = 2;
+
+    private const int SnapshotVersionV1 = 1;
 
     private const int PresizeMax = 1 << 22;
 
@@ -32,7 +37,7 @@ public sealed partial class MetaStateMachine
         try
         {
             using var w = new SnapshotWriter(output);
-            Write(_s, w);
+            Write(_s, w, comparable: false);
             w.Finish();
         }
         finally
@@ -53,7 +58,8 @@ public sealed partial class MetaStateMachine
         try
         {
             _s = s;
-            Volatile.Write(ref _applied, s.AppliedIndex);
+            Volatile.Write(ref _applied, s.LogIndex);
+            AfterRestore();
         }
         finally
         {
@@ -68,11 +74,12 @@ public sealed partial class MetaStateMachine
         return keys;
     }
 
-    private static void Write(MetaState s, SnapshotWriter w)
+    private static void Write(MetaState s, SnapshotWriter w, bool comparable)
     {
+        var v2 = comparable || HasMirrorData(s);
         w.WriteRaw(SnapshotMagic);
-        w.WriteVarint(SnapshotVersion);
-        w.WriteVarint(s.AppliedIndex);
+        w.WriteVarint(v2 ? (ulong)SnapshotVersion : SnapshotVersionV1);
+        w.WriteVarint(comparable ? s.AppliedIndex : s.LogIndex);
         w.WriteVarint(s.NextInode);
         w.WriteVarint(s.NextSliceId);
         w.WriteVarint(s.NextSessionId);
@@ -200,6 +207,10 @@ public sealed partial class MetaStateMachine
             w.WriteVarint(p.Size);
             w.WriteVarint(p.Index);
         }
+        if (v2)
+        {
+            WriteMirrorSection(s, w, comparable);
+        }
         w.WriteRaw(SnapshotEndMagic);
     }
 
@@ -215,14 +226,14 @@ public sealed partial class MetaStateMachine
             throw new InvalidDataException("not a MirrorFS metadata snapshot (bad magic); check the file you restore from");
         }
         var version = r.ReadVarint();
-        if (version != SnapshotVersion)
+        if (version is not (SnapshotVersionV1 or SnapshotVersion))
         {
-            throw new InvalidDataException($"snapshot format version {version} is not supported by this build (supports {SnapshotVersion}); use a matching mirrorfs-meta");
+            throw new InvalidDataException($"snapshot format version {version} is not supported by this build (supports {SnapshotVersionV1}..{SnapshotVersion}); use a matching mirrorfs-meta");
         }
         const int countMax = int.MaxValue / 2;
         var s = new MetaState
         {
-            AppliedIndex = r.ReadVarint(),
+            LogIndex = r.ReadVarint(),
             NextInode = r.ReadVarint(),
             NextSliceId = r.ReadVarint(),
             NextSessionId = r.ReadVarint(),
@@ -338,6 +349,11 @@ public sealed partial class MetaStateMachine
         for (var i = 0; i < n; i++)
         {
             s.Pending.Add(new PendingSlice(r.ReadVarint(), r.ReadUInt32(), r.ReadVarint()));
+        }
+        s.AppliedIndex = s.LogIndex;
+        if (version == SnapshotVersion)
+        {
+            ReadMirrorSection(s, r);
         }
         Span<byte> end = stackalloc byte[8];
         r.ReadRaw(end);

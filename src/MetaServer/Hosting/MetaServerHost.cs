@@ -27,6 +27,15 @@ public sealed record MetaServerOptions
     public int SessionSweepMs { get; init; } = 10_000;
 
     public ILoggerFactory? LoggerFactory { get; init; }
+
+    /// <summary>Size at which a WAL segment is rolled (compaction frees whole segments).</summary>
+    public long WalSegmentBytesMax { get; init; } = 64L << 20;
+
+    /// <summary>Snapshots kept on disk; the WAL keeps entries back to the oldest one.</summary>
+    public int SnapshotsKept { get; init; } = 2;
+
+    /// <summary>Mirror mode: follow this primary and refuse writes (see <see cref="Mirror.MirrorFollower"/>).</summary>
+    public Mirror.MirrorHostOptions? Mirror { get; init; }
 }
 
 public sealed class MetaServerHost : IAsyncDisposable
@@ -38,6 +47,8 @@ public sealed class MetaServerHost : IAsyncDisposable
     private DurableSingleNodeLog? _log;
     private RpcServer? _rpc;
     private Task? _sweeper;
+    private Mirror.ChangelogService? _changelog;
+    private Mirror.MirrorFollower? _follower;
 
     private MetaServerHost(MetaServerOptions options)
     {
@@ -48,6 +59,12 @@ public sealed class MetaServerHost : IAsyncDisposable
     public MetaService Service { get; private set; } = null!;
 
     public DurableSingleNodeLog Log => _log!;
+
+    /// <summary>The changelog service (primary side of mirroring).</summary>
+    public Mirror.ChangelogService Changelog => _changelog!;
+
+    /// <summary>The mirror follower; null unless started with <see cref="MetaServerOptions.Mirror"/>.</summary>
+    public Mirror.MirrorFollower? Follower => _follower;
 
     /// <summary>host:port the server answers on.</summary>
     public string Address => _rpc!.Address;
@@ -75,8 +92,12 @@ public sealed class MetaServerHost : IAsyncDisposable
         {
             Directory = _options.DataDirectory,
             SnapshotEveryEntries = _options.SnapshotEveryEntries,
+            SegmentBytesMax = _options.WalSegmentBytesMax,
+            SnapshotsKept = _options.SnapshotsKept,
         }, _options.LoggerFactory?.CreateLogger("mirrorfs-meta.log"));
-        Service = new MetaService(_state, _log);
+        Service = _options.Mirror is { } m
+            ? new MetaService(_state, _log) { MirrorOf = m.Primary.ToString(), MirrorStorage = m.MirrorStorage, MirrorReadWaitMs = m.ReadWaitMs }
+            : new MetaService(_state, _log);
         _rpc = new RpcServer(new RpcServerOptions
         {
             Listen = _options.Listen,
@@ -84,7 +105,14 @@ public sealed class MetaServerHost : IAsyncDisposable
             LoggerFactory = _options.LoggerFactory,
         });
         _rpc.MapMetaService(Service, Translate);
+        _changelog = new Mirror.ChangelogService(Service, null, _options.LoggerFactory?.CreateLogger("mirrorfs-meta.changelog"));
+        _changelog.Map(_rpc, e => Translate(e));
         await _rpc.StartAsync(ct).ConfigureAwait(false);
+        if (_options.Mirror is { } mirror)
+        {
+            _follower = new Mirror.MirrorFollower(Service, mirror.ToFollowerOptions(), _options.LoggerFactory?.CreateLogger("mirrorfs-meta.mirror"));
+            _follower.Start();
+        }
         _sweeper = Task.Run(SweepSessionsAsync, CancellationToken.None);
         _logger.LogInformation("mirrorfs-meta serving on {Address}, data in {Dir}, applied index {Index}",
             Address, _options.DataDirectory, _log.AppliedIndex);
@@ -102,6 +130,8 @@ public sealed class MetaServerHost : IAsyncDisposable
                     trailers.Add(MetaRpc.LeaderHintTrailer, nl.LeaderHint);
                 }
                 return new RpcException(StatusCode.Unavailable, nl.Message, trailers);
+            case MirrorReadOnlyException or MirrorBehindException:
+                return Mirror.MirrorErrors.Translate(e);
             case OperationCanceledException:
                 return new RpcException(StatusCode.Cancelled, "call cancelled");
             default:
@@ -133,6 +163,10 @@ public sealed class MetaServerHost : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
+        if (_follower is not null)
+        {
+            await _follower.DisposeAsync().ConfigureAwait(false);
+        }
         if (_rpc is not null)
         {
             await _rpc.DisposeAsync().ConfigureAwait(false);
@@ -140,6 +174,10 @@ public sealed class MetaServerHost : IAsyncDisposable
         if (_sweeper is not null)
         {
             await _sweeper.ConfigureAwait(false);
+        }
+        if (_changelog is not null)
+        {
+            await _changelog.DisposeAsync().ConfigureAwait(false);
         }
         if (_log is not null)
         {
