@@ -1,5 +1,7 @@
 // mirrorfs-mirror run: the block replicator daemon.
 using System.CommandLine;
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Extensions.Logging;
 using MirrorFS.Core.Storage;
 using MirrorFS.Mirror.Replication;
@@ -20,7 +22,10 @@ public static class RunCommand
         var bandwidth = new Option<string>("--bandwidth") { Description = "Copy bandwidth in bytes per second, e.g. 100M (0 = unlimited)", DefaultValueFactory = _ => "0" };
         var checkpointEvery = new Option<string>("--checkpoint-every") { Description = "How often the checkpoint is saved", DefaultValueFactory = _ => "5s" };
         var metrics = new Option<string?>("--metrics") { Description = "HOST:PORT to serve GET /metrics and /status on (off by default)" };
-        var mirrorId = new Option<string>("--mirror-id") { Description = "Name reported to the primary with each changelog pull", DefaultValueFactory = _ => "replicator" };
+        var mirrorId = new Option<string?>("--mirror-id")
+        {
+            Description = "Name reported to the primary with each changelog pull (default: the mirror metaserver's default id for the same bucket URI, plus /blocks)",
+        };
         var tokenFile = MirrorCli.TokenFileOption();
         var cmd = new Command("run", "Copy every new block from the primary bucket to the mirror bucket, following the changelog")
         {
@@ -39,7 +44,7 @@ public static class RunCommand
             var options = new ReplicatorOptions
             {
                 StateDirectory = Path.GetFullPath(parse.GetValue(stateDir)!),
-                MirrorId = parse.GetValue(mirrorId)!,
+                MirrorId = parse.GetValue(mirrorId) ?? DefaultMirrorId(parse.GetValue(to)!),
                 ConcurrencyMax = conc,
                 BandwidthBytesPerSecond = MirrorCli.ParseBytes(parse.GetValue(bandwidth)!, "--bandwidth"),
                 CheckpointEveryMs = (int)Math.Clamp(every.TotalMilliseconds, 100, 3_600_000),
@@ -77,4 +82,11 @@ public static class RunCommand
         }));
         return cmd;
     }
+
+    /// <summary>"mirror-&lt;hash of the bucket URI&gt;/blocks": the mirror metaserver of the same bucket reports as
+    /// "mirror-&lt;hash&gt;", so status pairs the two.</summary>
+    public static string DefaultMirrorId(string mirrorBucketUri) =>
+        "mirror-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(mirrorBucketUri)))[..12] + BlocksSuffix;
+
+    public const string BlocksSuffix = "/blocks";
 }

@@ -226,18 +226,21 @@ public sealed class Replicator
                         next = _tracker.DispatchedThrough + 1;
                         break;
                     }
+                    // Indexes have gaps: the primary sends only state-changing entries.
                     foreach (var entry in batch.Entries)
                     {
                         if (entry.Index < next)
                         {
                             continue;
                         }
-                        if (entry.Index > next)
-                        {
-                            _log.LogWarning("changelog skipped from index {Next} to {Index}; copying on from there", next, entry.Index);
-                        }
                         await DispatchAsync(volume, entry, ct).ConfigureAwait(false);
                         next = entry.Index + 1;
+                    }
+                    if (batch.Entries.Count == 0 && batch.CommitIndex >= next)
+                    {
+                        // An empty batch says every state-changing entry up to its commit index has been sent.
+                        _tracker.Dispatch(batch.CommitIndex, []);
+                        next = batch.CommitIndex + 1;
                     }
                 }
             }
@@ -330,7 +333,7 @@ public sealed class Replicator
                 BlockDone?.Invoke(job, CopyOutcome.Deleted);
             }
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        catch (Exception) when (ct.IsCancellationRequested)
         {
         }
     }
@@ -373,9 +376,10 @@ public sealed class Replicator
                 BlockDone?.Invoke(job, outcome);
             }
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        catch (Exception) when (ct.IsCancellationRequested)
         {
-            // The block being copied stays in the in-flight set and is copied again after a restart.
+            // Stopping: the block being copied (whatever its last try met) stays in the in-flight set and is copied
+            // again after a restart.
         }
     }
 

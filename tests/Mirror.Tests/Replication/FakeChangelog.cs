@@ -12,6 +12,7 @@ public sealed class FakeChangelog : IChangelogSource
 {
     private readonly Lock _lock = new();
     private readonly List<ChangelogEntry> _entries = [];
+    private ulong _last;
     private TaskCompletionSource _grew = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ulong _nextSlice = 1;
 
@@ -34,9 +35,26 @@ public sealed class FakeChangelog : IChangelogSource
         {
             lock (_lock)
             {
-                return (ulong)_entries.Count;
+                return _last;
             }
         }
+    }
+
+    /// <summary>Uses up an index without a state-changing entry (a Raft no-op: not sent).</summary>
+    public void Skip()
+    {
+        lock (_lock)
+        {
+            _last++;
+            Grew();
+        }
+    }
+
+    private void Grew()
+    {
+        var g = _grew;
+        _grew = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        g.TrySetResult();
     }
 
     public Task<Volume?> GetVolumeAsync(CancellationToken ct) => Task.FromResult<Volume?>(Volume);
@@ -46,16 +64,14 @@ public sealed class FakeChangelog : IChangelogSource
     {
         lock (_lock)
         {
-            var index = (ulong)_entries.Count + 1;
+            var index = ++_last;
             _entries.Add(new ChangelogEntry
             {
                 Index = index,
                 TimeNs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000,
                 Command = command.ToByteString(),
             });
-            var g = _grew;
-            _grew = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            g.TrySetResult();
+            Grew();
             return index;
         }
     }
@@ -112,10 +128,13 @@ public sealed class FakeChangelog : IChangelogSource
             Task grew;
             lock (_lock)
             {
-                batch = new ChangelogBatch { CommitIndex = (ulong)_entries.Count, FirstIndex = FirstIndex };
-                for (var i = next; i <= (ulong)_entries.Count && batch.Entries.Count < (int)Math.Max(1, request.BatchEntriesMax); i++)
+                batch = new ChangelogBatch { CommitIndex = _last, FirstIndex = FirstIndex };
+                foreach (var e in _entries)
                 {
-                    batch.Entries.Add(_entries[(int)i - 1]);
+                    if (e.Index >= next && batch.Entries.Count < (int)Math.Max(1, request.BatchEntriesMax))
+                    {
+                        batch.Entries.Add(e);
+                    }
                 }
                 grew = _grew.Task;
             }
@@ -125,7 +144,9 @@ public sealed class FakeChangelog : IChangelogSource
                 yield return batch;
                 continue;
             }
-            yield return batch; // a heartbeat with the commit index
+            // As the primary does: an empty batch says everything up to commit_index has been sent.
+            yield return batch;
+            next = Math.Max(next, batch.CommitIndex + 1);
             await grew.WaitAsync(ct);
         }
     }

@@ -261,6 +261,24 @@ public sealed class ReplicatorTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task IndexesWithoutEntriesCountAsCopiedOnceTheStreamSaysSo()
+    {
+        var rng = new Random(19);
+        var log = new FakeChangelog();
+        var from = new MemoryObjectStore();
+        var to = new MemoryObjectStore();
+        await log.WriteSliceAsync(from, 10_000, rng);
+        log.Skip();
+        await log.WriteSliceAsync(from, 10_000, rng);
+        log.Skip();
+        log.Skip();
+        await using var run = Start(log, from, to, Options());
+        await WaitUntil(() => run.Replicator.CopiedThrough == 5, "copied-through to pass the trailing no-ops");
+        Assert.Equal(0UL, run.Replicator.Status().LagEntries);
+        Assert.Equal(2, to.Count);
+    }
+
+    [Fact]
     public async Task AStreamThatFailsIsReopenedAndCounted()
     {
         var rng = new Random(17);
