@@ -15,6 +15,9 @@ public static class Program
     {
         var root = new RootCommand("mirrorfs-mirror: block replication and mirror operations for MirrorFS");
         root.Subcommands.Add(RunCommand.Create(ctx));
+        root.Subcommands.Add(StatusCommand.Create(ctx));
+        root.Subcommands.Add(VerifyCommand.Create(ctx));
+        root.Subcommands.Add(PromoteCommand.Create(ctx));
         return root;
     }
 
