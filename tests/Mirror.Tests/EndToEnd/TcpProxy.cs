@@ -1,4 +1,4 @@
-// A loopback TCP forwarder that a test can cut: while down it drops every connection, as an unreachable endpoint does.
+// A loopback TCP forwarder that a test can cut: while down its port refuses connections, as a stopped endpoint does.
 using System.Net;
 using System.Net.Sockets;
 
@@ -6,34 +6,37 @@ namespace MirrorFS.Mirror.Tests.EndToEnd;
 
 public sealed class TcpProxy : IAsyncDisposable
 {
-    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly IPEndPoint _target;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<(TcpClient A, TcpClient B)> _open = [];
     private readonly Lock _lock = new();
-    private readonly Task _accept;
-    private volatile bool _down;
+    private TcpListener _listener;
+    private Task _accept;
 
     public TcpProxy(int targetPort)
     {
         _target = new IPEndPoint(IPAddress.Loopback, targetPort);
+        _listener = new TcpListener(IPAddress.Loopback, 0);
         _listener.Start();
-        _accept = Task.Run(AcceptAsync);
+        Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+        _accept = Task.Run(() => AcceptAsync(_listener));
     }
 
-    public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+    public int Port { get; }
 
-    /// <summary>Connections refused (accepted and closed at once) while down.</summary>
-    public long Refused => Interlocked.Read(ref _refused);
+    public bool IsDown { get; private set; }
 
-    private long _refused;
-
-    /// <summary>Cuts every open connection and refuses new ones until <see cref="Up"/>.</summary>
-    public void Down()
+    /// <summary>Closes the port and cuts every open connection: new ones are refused until <see cref="UpAsync"/>.</summary>
+    public async Task DownAsync()
     {
-        _down = true;
         lock (_lock)
         {
+            if (IsDown)
+            {
+                return;
+            }
+            IsDown = true;
+            _listener.Stop();
             foreach (var (a, b) in _open)
             {
                 a.Dispose();
@@ -41,29 +44,39 @@ public sealed class TcpProxy : IAsyncDisposable
             }
             _open.Clear();
         }
+        await _accept;
     }
 
-    public void Up() => _down = false;
+    /// <summary>Listens on the same port again.</summary>
+    public void Up()
+    {
+        lock (_lock)
+        {
+            if (!IsDown)
+            {
+                return;
+            }
+            _listener = new TcpListener(IPAddress.Loopback, Port);
+            _listener.Server.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            _listener.Start();
+            IsDown = false;
+            var l = _listener;
+            _accept = Task.Run(() => AcceptAsync(l));
+        }
+    }
 
-    private async Task AcceptAsync()
+    private async Task AcceptAsync(TcpListener listener)
     {
         while (!_stop.IsCancellationRequested)
         {
             TcpClient client;
             try
             {
-                client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                client = await listener.AcceptTcpClientAsync(_stop.Token);
             }
-            catch (Exception) when (_stop.IsCancellationRequested)
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
             {
-                return;
-            }
-            if (_down)
-            {
-                Interlocked.Increment(ref _refused);
-                client.Client.LingerState = new LingerOption(true, 0); // a reset, like a closed port
-                client.Dispose();
-                continue;
+                return; // stopped (down or disposed)
             }
             _ = Task.Run(() => PipeAsync(client));
         }
@@ -77,6 +90,10 @@ public sealed class TcpProxy : IAsyncDisposable
             await b.ConnectAsync(_target, _stop.Token);
             lock (_lock)
             {
+                if (IsDown)
+                {
+                    return;
+                }
                 _open.Add((a, b));
             }
             var sa = a.GetStream();
@@ -100,9 +117,7 @@ public sealed class TcpProxy : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
-        _listener.Stop();
-        Down();
-        await _accept;
+        await DownAsync();
         _stop.Dispose();
     }
 }
