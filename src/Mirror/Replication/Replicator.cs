@@ -55,7 +55,6 @@ public sealed class Replicator
     private readonly ReplicatorOptions _options;
     private readonly ILogger _log;
     private readonly TimeProvider _time;
-    private readonly TokenBucket _bandwidth;
     private IObjectStore? _from;
     private BlockCopier _copier = null!;
     private readonly Channel<BlockJob> _jobs = Channel.CreateUnbounded<BlockJob>(new UnboundedChannelOptions { SingleWriter = true });
@@ -83,9 +82,6 @@ public sealed class Replicator
         _log = log;
         _time = time ?? TimeProvider.System;
         Stats = new ReplicatorStats(_time);
-        // The burst lets one largest block (16 MiB) through at once whatever the rate.
-        _bandwidth = new TokenBucket(options.BandwidthBytesPerSecond,
-            Math.Max(options.BandwidthBytesPerSecond, BlockLayout.MaxBlockSize), _time);
     }
 
     public ReplicatorStats Stats { get; }
@@ -113,7 +109,10 @@ public sealed class Replicator
         _volume = volume;
         BlockLayout.CheckBlockSize((int)volume.BlockSize);
         _from = _openFrom(volume);
-        _copier = new BlockCopier(_from, _to, _bandwidth, _options.Retry, Stats, _log);
+        // A burst of one second's worth, and at least one block, so that a block passes whatever the rate.
+        var bandwidth = new TokenBucket(_options.BandwidthBytesPerSecond,
+            Math.Max(_options.BandwidthBytesPerSecond, volume.BlockSize), _time);
+        _copier = new BlockCopier(_from, _to, bandwidth, _options.Retry, Stats, _log);
         var cp = Checkpoint.Load(_options.StateDirectory);
         if (cp is not null && cp.VolumeUuid.Length > 0 && cp.VolumeUuid != volume.Uuid)
         {

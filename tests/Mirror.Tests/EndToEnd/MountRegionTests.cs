@@ -64,4 +64,61 @@ public sealed class MountRegionTests(SwiftFixture swift, ITestOutputHelper outpu
 
     [Fact]
     public Task S3PrimaryMirroredToOss_ReadsTheSameTreeInTheMirrorMount() => WriteTreeAndCompareAsync(BucketKind.S3);
+
+    [Fact]
+    public async Task AReplicatorKilledMidCopyResumesFromItsCheckpoint()
+    {
+        await using var env = await RegionEnv.StartAsync(output, swift, BucketKind.Oss);
+        await env.MountBothAsync();
+        await Shell.OkAsync("for i in $(seq 1 16); do head -c 1048576 /dev/urandom > f$i; done", env.PrimaryMount);
+        // Started once the data is there, at 1 MiB/s and two at a time: 16 MiB take long enough to kill it midway.
+        var first = env.StartReplicator("--bandwidth", "1M", "--concurrency", "2");
+        await env.WaitUntilAsync(() => env.ReadReplicatorStatus() is { BlocksCopied: >= 3, BlocksPending: > 0 },
+            "the replicator to be part way through");
+        var before = env.ReadReplicatorStatus()!;
+        await env.KillReplicatorAsync();
+        Assert.NotEqual(0, first.Process.ExitCode);
+        var checkpoint = MirrorFS.Mirror.Replication.Checkpoint.Load(env.ReplicatorState);
+        Assert.NotNull(checkpoint);
+        output.WriteLine($"killed with {before.BlocksCopied} blocks copied, {before.BlocksPending} pending; checkpoint copied through {checkpoint.CopiedThrough}, {checkpoint.InFlight.Count} in flight");
+
+        env.StartReplicator();
+        var verify = await env.VerifyAsync();
+        Assert.True(verify.Code == 0, $"verify after the restart:\n{verify.Out}{verify.Err}");
+        await env.WaitUntilAsync(() => env.ReadReplicatorStatus() is { BlocksPending: 0, State: "running" } s && s.UpdatedUnixMs > before.UpdatedUnixMs,
+            "the restarted replicator's status");
+        var after = env.ReadReplicatorStatus()!;
+        output.WriteLine($"restart: {after.BlocksCopied} copied, {after.BlocksAlreadyPresent} found present");
+        // What the first run had copied was not copied again.
+        Assert.True(after.BlocksCopied <= 16 - before.BlocksCopied, $"the restart copied {after.BlocksCopied} of 16 blocks, though {before.BlocksCopied} were done");
+        await Shell.OkAsync($"cmp f7 '{env.MirrorMount}/f7' && cmp f16 '{env.MirrorMount}/f16'", env.PrimaryMount);
+    }
+
+    [Fact]
+    public async Task AnUnreachableMirrorBucketIsRetriedWhileMirrorReadsComeFromThePrimaryBucket()
+    {
+        await using var env = await RegionEnv.StartAsync(output, swift, BucketKind.S3);
+        env.StartReplicator();
+        await env.MountBothAsync();
+        await Shell.OkAsync("echo before > before.txt", env.PrimaryMount);
+        var verify = await env.VerifyAsync();
+        Assert.True(verify.Code == 0, $"verify before the outage:\n{verify.Out}{verify.Err}");
+
+        await env.MirrorProxy.DownAsync();
+        var errorsBefore = env.ReadReplicatorStatus()?.Errors ?? 0;
+        await Shell.OkAsync("head -c 2500000 /dev/urandom > during.bin && echo small > during.txt", env.PrimaryMount);
+        await env.WaitMirrorAppliedAsync();
+        // The mirror knows the files; their blocks are only in the primary bucket, and the mirror bucket is down.
+        await Shell.OkAsync($"cmp during.bin '{env.MirrorMount}/during.bin' && cmp during.txt '{env.MirrorMount}/during.txt'", env.PrimaryMount);
+        await env.WaitUntilAsync(() => env.ReadReplicatorStatus() is { BlocksPending: > 0 } s && s.Errors > errorsBefore + 2,
+            "the replicator to report failed tries and pending blocks");
+        var stuck = env.ReadReplicatorStatus()!;
+        Assert.True(stuck.CopiedThroughIndex < stuck.PrimaryCommitIndex, "the copy frontier passed blocks it could not copy");
+        Assert.Contains("refused", stuck.LastError, StringComparison.Ordinal);
+        Assert.False(env.Replicator!.Process.HasExited, "the replicator gave up");
+
+        env.MirrorProxy.Up();
+        verify = await env.VerifyAsync();
+        Assert.True(verify.Code == 0, $"verify after the outage:\n{verify.Out}{verify.Err}");
+    }
 }

@@ -280,12 +280,18 @@ public sealed class RegionEnv : IAsyncDisposable
         }
     }
 
-    public static async Task WaitUntilAsync(Func<bool> condition, string what)
+    /// <summary>Polls until <paramref name="condition"/> holds; a timeout shows the replicator's last status.</summary>
+    public async Task WaitUntilAsync(Func<bool> condition, string what)
     {
         var deadline = Environment.TickCount64 + WaitMs;
         while (!condition())
         {
-            Assert.True(Environment.TickCount64 < deadline, $"timed out after {WaitMs} ms waiting for {what}");
+            if (Environment.TickCount64 > deadline)
+            {
+                var status = ReadReplicatorStatus();
+                Assert.Fail($"timed out after {WaitMs} ms waiting for {what}; replicator status: "
+                    + (status is null ? "none" : System.Text.Encoding.UTF8.GetString(status.ToJson())));
+            }
             await Task.Delay(200);
         }
     }
