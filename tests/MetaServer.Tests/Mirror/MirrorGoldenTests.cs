@@ -1,4 +1,4 @@
-// Golden tests freezing the mirror commands' encoding and snapshot format v2 (mirror section) byte for byte.
+// Golden tests freezing the mirror commands' encoding and snapshot format v3 (mirror section) byte for byte.
 //
 // GOLDENS MAY ONLY GROW (see GoldenTests): never edit a line of Golden/mirror.txt; add new cases and run once with
 // MIRRORFS_UPDATE_GOLDEN=1 to append them.
@@ -36,7 +36,7 @@ public sealed class MirrorGoldenTests
         yield return ("mirror_setup", new Command { MirrorSetup = new MirrorSetupRequest { Primary = "mirrorfs://10.0.0.1:9400,10.0.0.2:9400/vol", MirrorStorage = "s3://mirror-bucket/vol" } });
     }
 
-    /// <summary>A primary's fixed state with a recorded mirror (snapshot v2, shared section only).</summary>
+    /// <summary>A primary's fixed state with a recorded mirror (snapshot v3, shared section only).</summary>
     private static MetaStateMachine PrimaryWithMirror()
     {
         var sm = GoldenTests.BuildFixedState(out _);
@@ -91,13 +91,13 @@ public sealed class MirrorGoldenTests
     }
 
     [Fact]
-    public void Mirror_commands_and_snapshot_v2_are_frozen()
+    public void Mirror_commands_and_snapshot_v3_are_frozen()
     {
         using var primary = PrimaryWithMirror();
         using var mirror = MirrorOfIt();
         var actual = Commands().Select(c => (c.Name, Convert.ToHexString(c.Cmd.ToByteArray()))).ToList();
-        actual.Add(("snapshot_v2_primary_with_mirror", Hex(s => primary.WriteSnapshot(s))));
-        actual.Add(("snapshot_v2_mirror", Hex(s => mirror.WriteSnapshot(s))));
+        actual.Add(("snapshot_v3_primary_with_mirror", Hex(s => primary.WriteSnapshot(s))));
+        actual.Add(("snapshot_v3_mirror", Hex(s => mirror.WriteSnapshot(s))));
         Verify(actual);
 
         var golden = Read();
@@ -106,7 +106,7 @@ public sealed class MirrorGoldenTests
             Assert.Equal(cmd, Command.Parser.ParseFrom(Convert.FromHexString(golden[name])));
         }
         // Frozen snapshots restore to states that re-encode identically, with their roles and indexes.
-        foreach (var name in new[] { "snapshot_v2_primary_with_mirror", "snapshot_v2_mirror" })
+        foreach (var name in new[] { "snapshot_v3_primary_with_mirror", "snapshot_v3_mirror" })
         {
             var bytes = Convert.FromHexString(golden[name]);
             using var restored = new MetaStateMachine();
@@ -161,7 +161,7 @@ public sealed class MirrorGoldenTests
         {
             if (!System.IO.File.Exists(GoldenPath()))
             {
-                System.IO.File.WriteAllText(GoldenPath(), "# Frozen mirror command encodings and snapshot format v2. GOLDENS MAY ONLY GROW: never edit or delete a line.\n");
+                System.IO.File.WriteAllText(GoldenPath(), "# Frozen mirror command encodings and snapshot format v3. GOLDENS MAY ONLY GROW: never edit or delete a line.\n");
             }
             System.IO.File.AppendAllLines(GoldenPath(), missing);
             return;
