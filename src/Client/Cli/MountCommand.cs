@@ -31,6 +31,9 @@ public static class MountCommand
         var attrCache = new Option<double>("--attr-cache") { Description = "Seconds the kernel caches attributes", DefaultValueFactory = _ => 1.0 };
         var entryCache = new Option<double>("--entry-cache") { Description = "Seconds the kernel caches name lookups", DefaultValueFactory = _ => 1.0 };
         var readOnly = new Option<bool>("--read-only") { Description = "Mount read-only" };
+        var deleteInterval = new Option<int>("--delete-interval") { Description = "Seconds between passes deleting blocks of removed data (0 = this client does not delete)", DefaultValueFactory = _ => 10 };
+        var compactSlices = new Option<int>("--compact-slices") { Description = "Compact a chunk this client wrote once it has more slices than this (0 = never)", DefaultValueFactory = _ => 20 };
+        var compactDelay = new Option<int>("--compact-delay") { Description = "Seconds slices replaced by compaction are kept before deletion", DefaultValueFactory = _ => 3600 };
         var tokenFile = MetaConnection.TokenFileOption();
         var primaryTokenFile = new Option<string?>("--primary-token-file")
         {
@@ -39,7 +42,7 @@ public static class MountCommand
         var cmd = new Command("mount", "Mount a volume")
         {
             metaUrl, mountPoint, background, logFile, cacheDir, cacheSize, memCache, bufferSize, maxUploads, prefetch,
-            attrCache, entryCache, readOnly, tokenFile, primaryTokenFile,
+            attrCache, entryCache, readOnly, deleteInterval, compactSlices, compactDelay, tokenFile, primaryTokenFile,
         };
         cmd.SetAction(CliApp.Guard(ctx, "mount", async (parse, ct) =>
         {
@@ -56,6 +59,9 @@ public static class MountCommand
                 MemoryCacheBytesMax = Sizes.Parse(parse.GetValue(memCache)!, "--memory-cache"),
                 DiskCacheDirectory = parse.GetValue(cacheDir) is { } d ? Path.GetFullPath(d) : null,
                 DiskCacheBytesMax = Sizes.Parse(parse.GetValue(cacheSize)!, "--cache-size"),
+                DeleteIntervalMs = Math.Min(NonNegative(parse.GetValue(deleteInterval), "--delete-interval"), int.MaxValue / 1000) * 1000,
+                CompactSlicesMax = NonNegative(parse.GetValue(compactSlices), "--compact-slices"),
+                CompactDeleteDelay = TimeSpan.FromSeconds(NonNegative(parse.GetValue(compactDelay), "--compact-delay")),
             };
             var token = MetaConnection.ResolveToken(url, parse.GetValue(tokenFile), ctx);
             var primaryToken = MirrorConnection.ResolvePrimaryToken(url, parse.GetValue(primaryTokenFile), ctx);
@@ -71,6 +77,8 @@ public static class MountCommand
 
     private static double NonNegative(double v, string what) =>
         v >= 0 ? v : throw new CliException($"{what} must be 0 or more seconds, not {v.ToString(CultureInfo.InvariantCulture)}");
+
+    private static int NonNegative(int v, string what) => v >= 0 ? v : throw new CliException($"{what} must be 0 or more, not {v}");
 
     private static int Positive(int v, string what) => v > 0 ? v : throw new CliException($"{what} must be at least 1, not {v}");
 

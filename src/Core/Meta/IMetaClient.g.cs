@@ -69,6 +69,14 @@ public partial interface IMetaClient
 
     Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest request, CancellationToken ct = default);
 
+    Task<ListPendingDeletesReply> ListPendingDeletesAsync(ListPendingDeletesRequest request, CancellationToken ct = default);
+
+    Task<ConfirmDeletesReply> ConfirmDeletesAsync(ConfirmDeletesRequest request, CancellationToken ct = default);
+
+    Task<ListSlicesReply> ListSlicesAsync(ListSlicesRequest request, CancellationToken ct = default);
+
+    Task<CompactChunkReply> CompactChunkAsync(CompactChunkRequest request, CancellationToken ct = default);
+
     Task<ListMirrorsReply> ListMirrorsAsync(ListMirrorsRequest request, CancellationToken ct = default);
 
     Task<PromoteReply> PromoteAsync(PromoteRequest request, CancellationToken ct = default);

@@ -72,6 +72,14 @@ public static partial class MetaRpc
             (req, ctx) => Invoke(ctx, () => impl.GetVolumeAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ListSessionsRequest, ListSessionsReply>(ServiceName, "ListSessions", ListSessionsRequest.Parser,
             (req, ctx) => Invoke(ctx, () => impl.ListSessionsAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<ListPendingDeletesRequest, ListPendingDeletesReply>(ServiceName, "ListPendingDeletes", ListPendingDeletesRequest.Parser,
+            (req, ctx) => Invoke(ctx, () => impl.ListPendingDeletesAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<ConfirmDeletesRequest, ConfirmDeletesReply>(ServiceName, "ConfirmDeletes", ConfirmDeletesRequest.Parser,
+            (req, ctx) => Invoke(ctx, () => impl.ConfirmDeletesAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<ListSlicesRequest, ListSlicesReply>(ServiceName, "ListSlices", ListSlicesRequest.Parser,
+            (req, ctx) => Invoke(ctx, () => impl.ListSlicesAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<CompactChunkRequest, CompactChunkReply>(ServiceName, "CompactChunk", CompactChunkRequest.Parser,
+            (req, ctx) => Invoke(ctx, () => impl.CompactChunkAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ListMirrorsRequest, ListMirrorsReply>(ServiceName, "ListMirrors", ListMirrorsRequest.Parser,
             (req, ctx) => Invoke(ctx, () => impl.ListMirrorsAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<PromoteRequest, PromoteReply>(ServiceName, "Promote", PromoteRequest.Parser,

@@ -98,6 +98,18 @@ public sealed partial class MirrorMetaClient
     public Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest request, CancellationToken ct = default) =>
         RouteAsync(request, static (c, r, t) => c.ListSessionsAsync(r, t), ct);
 
+    public Task<ListPendingDeletesReply> ListPendingDeletesAsync(ListPendingDeletesRequest request, CancellationToken ct = default) =>
+        RouteAsync(request, static (c, r, t) => c.ListPendingDeletesAsync(r, t), ct);
+
+    public Task<ConfirmDeletesReply> ConfirmDeletesAsync(ConfirmDeletesRequest request, CancellationToken ct = default) =>
+        RouteAsync(request, static (c, r, t) => c.ConfirmDeletesAsync(r, t), ct);
+
+    public Task<ListSlicesReply> ListSlicesAsync(ListSlicesRequest request, CancellationToken ct = default) =>
+        RouteAsync(request, static (c, r, t) => c.ListSlicesAsync(r, t), ct);
+
+    public Task<CompactChunkReply> CompactChunkAsync(CompactChunkRequest request, CancellationToken ct = default) =>
+        RouteAsync(request, static (c, r, t) => c.CompactChunkAsync(r, t), ct);
+
     public Task<ListMirrorsReply> ListMirrorsAsync(ListMirrorsRequest request, CancellationToken ct = default) =>
         RouteAsync(request, static (c, r, t) => c.ListMirrorsAsync(r, t), ct);
 

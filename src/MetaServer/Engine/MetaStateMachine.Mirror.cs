@@ -366,6 +366,21 @@ public sealed partial class MetaStateMachine
         return new HeartbeatReply();
     }
 
+    /// <summary>Whether every mirror the state records has applied the entry at primary index <paramref name="index"/>
+    /// (true with no mirror): a slice released by that entry may then leave the buckets. Deterministic (state only),
+    /// so apply may use it; call with the state lock held (read or write).</summary>
+    internal bool MirrorsApplied(ulong index)
+    {
+        foreach (var p in _s.Mirror.Progress.Values)
+        {
+            if (p.Applied < index)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /// <summary>Lowest applied index over the mirrors the state records; <see cref="ulong.MaxValue"/> when none.</summary>
     public ulong MinMirrorApplied()
     {

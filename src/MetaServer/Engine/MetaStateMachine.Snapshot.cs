@@ -1,4 +1,4 @@
-// Snapshot format v1 of the metadata state: canonical (sorted) order, so equal states give equal bytes.
+// Snapshot format v2, or v3 with mirror data (reads v1 too) of the metadata state: canonical (sorted) order, so equal states give equal bytes.
 using Google.Protobuf;
 using MirrorFS.Core.Meta;
 
@@ -13,10 +13,11 @@ namespace MirrorFS.MetaServer.Engine;
 /// symlinks sorted (inode delta, target); xattrs sorted (inode delta, count, (name, value)...);
 /// chunks sorted by (inode, index) (inode, index, count, (id, size, offset, length, pos)...);
 /// sessions sorted (id, info, last active, acked seq, replies sorted (seq, bytes), opens sorted (inode, count));
-/// pending deletes in order (id, size, index); magic "MFS-END."; then SHA-256 of everything before it.
-/// Version 2 (written only when the state has mirror data): the "applied index" slot holds the own log index, and a
-/// mirror section (<see cref="WriteMirrorSection"/>) comes before the end magic.
-/// FROZEN: version 1 and 2 readers must keep reading these bytes; a new layout gets a new version.
+/// pending deletes sorted by id (id, size, index, time (signed), not-before (signed)); magic "MFS-END."; then
+/// SHA-256 of everything before it. Version 1 differs only in its pending deletes: in drop order, (id, size, index).
+/// Version 3 (written only when the state has mirror data, else version 2): the "applied index" slot holds the own
+/// log index, and a mirror section (<see cref="WriteMirrorSection"/>) comes before the end magic.
+/// FROZEN: readers must keep reading every released version; a new layout gets a new version.
 /// </summary>
 public sealed partial class MetaStateMachine
 {
@@ -25,9 +26,10 @@ public sealed partial class MetaStateMachine
     private static ReadOnlySpan<byte> SnapshotEndMagic => "MFS-END."u8;
 
     /// <summary>The newest format this build writes (older ones are still read; see the summary).</summary>
-    public const int SnapshotVersion = 2;
+    public const int SnapshotVersion = 3;
 
-    private const int SnapshotVersionV1 = 1;
+    /// <summary>The format written when the state holds no mirror data.</summary>
+    private const int SnapshotVersionNoMirror = 2;
 
     private const int PresizeMax = 1 << 22;
 
@@ -76,9 +78,9 @@ public sealed partial class MetaStateMachine
 
     private static void Write(MetaState s, SnapshotWriter w, bool comparable)
     {
-        var v2 = comparable || HasMirrorData(s);
+        var v3 = comparable || HasMirrorData(s);
         w.WriteRaw(SnapshotMagic);
-        w.WriteVarint(v2 ? (ulong)SnapshotVersion : SnapshotVersionV1);
+        w.WriteVarint(v3 ? (ulong)SnapshotVersion : SnapshotVersionNoMirror);
         w.WriteVarint(comparable ? s.AppliedIndex : s.LogIndex);
         w.WriteVarint(s.NextInode);
         w.WriteVarint(s.NextSliceId);
@@ -200,14 +202,18 @@ public sealed partial class MetaStateMachine
             }
         }
 
-        w.WriteVarint((ulong)s.Pending.Count);
-        foreach (var p in s.Pending)
+        var pending = SortedKeys(s.Pending);
+        w.WriteVarint((ulong)pending.Length);
+        foreach (var id in pending)
         {
+            var p = s.Pending[id];
             w.WriteVarint(p.Id);
             w.WriteVarint(p.Size);
             w.WriteVarint(p.Index);
+            w.WriteSigned(p.TimeNs);
+            w.WriteSigned(p.NotBeforeNs);
         }
-        if (v2)
+        if (v3)
         {
             WriteMirrorSection(s, w, comparable);
         }
@@ -226,9 +232,9 @@ public sealed partial class MetaStateMachine
             throw new InvalidDataException("not a MirrorFS metadata snapshot (bad magic); check the file you restore from");
         }
         var version = r.ReadVarint();
-        if (version is not (SnapshotVersionV1 or SnapshotVersion))
+        if (version is not (1 or SnapshotVersionNoMirror or SnapshotVersion))
         {
-            throw new InvalidDataException($"snapshot format version {version} is not supported by this build (supports {SnapshotVersionV1}..{SnapshotVersion}); use a matching mirrorfs-meta");
+            throw new InvalidDataException($"snapshot format version {version} is not supported by this build (supports 1 to {SnapshotVersion}); use a matching mirrorfs-meta");
         }
         const int countMax = int.MaxValue / 2;
         var s = new MetaState
@@ -345,10 +351,16 @@ public sealed partial class MetaStateMachine
         }
 
         n = r.ReadCount(countMax);
-        s.Pending.Capacity = Math.Min(n, PresizeMax);
+        s.Pending.EnsureCapacity(Math.Min(n, PresizeMax));
         for (var i = 0; i < n; i++)
         {
-            s.Pending.Add(new PendingSlice(r.ReadVarint(), r.ReadUInt32(), r.ReadVarint()));
+            var p = new PendingSlice(r.ReadVarint(), r.ReadUInt32(), r.ReadVarint());
+            if (version >= 2)
+            {
+                p = p with { TimeNs = r.ReadSigned(), NotBeforeNs = r.ReadSigned() };
+            }
+            // A v1 list could name a slice twice; deleting its blocks once is enough.
+            s.Pending.TryAdd(p.Id, p);
         }
         s.AppliedIndex = s.LogIndex;
         if (version == SnapshotVersion)

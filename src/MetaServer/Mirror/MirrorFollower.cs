@@ -61,6 +61,7 @@ public sealed class MirrorFollower : IAsyncDisposable
     private readonly Lock _statusLock = new();
     private readonly MirrorFollowStatus _status;
     private Task? _run;
+    private bool _volumeChecked;
     private int _addressIndex;
     private string? _leaderHint;
 
@@ -131,6 +132,7 @@ public sealed class MirrorFollower : IAsyncDisposable
                     await Task.Delay(_o.StandbyPollMs, ct).ConfigureAwait(false);
                     continue;
                 }
+                await CheckVolumeAsync(ct).ConfigureAwait(false);
                 await EnsureSetupAsync(ct).ConfigureAwait(false);
                 var progressed = await FollowOnceAsync(ct).ConfigureAwait(false);
                 SetStatus(s => s.LastError = "");
@@ -174,6 +176,37 @@ public sealed class MirrorFollower : IAsyncDisposable
         var m = e is RpcException r ? $"{r.Status}: {r.Message}" : e.Message;
         var nl = m.IndexOfAny(['\r', '\n']);
         return nl < 0 ? m : m[..nl];
+    }
+
+    /// <summary>Once per process: the primary must serve the volume the URL names (a wrong URL would mirror another
+    /// volume into this one).</summary>
+    private async Task CheckVolumeAsync(CancellationToken ct)
+    {
+        if (_volumeChecked)
+        {
+            return;
+        }
+        var address = CurrentAddress;
+        GetVolumeReply reply;
+        try
+        {
+            reply = await Channel(address).UnaryAsync(MetaRpc.ServiceName, "GetVolume", new GetVolumeRequest(), GetVolumeReply.Parser,
+                new CallOptions { TimeoutMs = _o.CallTimeoutMs, CancellationToken = ct }).ConfigureAwait(false);
+        }
+        catch (RpcException e) when (!ct.IsCancellationRequested)
+        {
+            MoveOn(e);
+            if (e.Status == StatusCode.Unavailable && e.Trailers.Get(MetaRpc.LeaderHintTrailer) is not null)
+            {
+                return; // asked a follower: the leader is checked next
+            }
+            throw;
+        }
+        if (reply.Errno == 0 && reply.Volume.Name != _o.Primary.Volume)
+        {
+            throw new InvalidOperationException($"primary {address} serves volume {reply.Volume.Name}, not {_o.Primary.Volume}: check --mirror-of");
+        }
+        _volumeChecked = reply.Errno == 0; // an unformatted primary is checked again later
     }
 
     /// <summary>Records the mirror role (and the primary and bucket) in the state when it does not say so yet.</summary>

@@ -40,14 +40,14 @@ public sealed class MirrorReplicationTests(ITestOutputHelper output) : IAsyncLif
             SnapshotsKept = snapshotsKept,
         });
 
-    private async Task<MetaServerHost> StartMirrorAsync(string primaryAddress, string name = "mirror", int readWaitMs = 2_000)
+    private async Task<MetaServerHost> StartMirrorAsync(string primaryAddress, string name = "mirror", int readWaitMs = 2_000, string volume = "vol")
     {
         var host = await MetaServerHost.StartAsync(new MetaServerOptions
         {
             DataDirectory = _dir.Sub(name),
             Mirror = new MirrorHostOptions
             {
-                Primary = PrimaryUrl.Parse($"mirrorfs://{primaryAddress}/vol"),
+                Primary = PrimaryUrl.Parse($"mirrorfs://{primaryAddress}/{volume}"),
                 MirrorStorage = "mem://mirror-bucket",
                 ReadWaitMs = readWaitMs,
                 RenewMs = 500,
@@ -284,5 +284,18 @@ public sealed class MirrorReplicationTests(ITestOutputHelper output) : IAsyncLif
         var attr = await r.GetAttrAsync(new GetAttrRequest { Inode = md.Attr.Inode });
         Assert.Equal(0, attr.Errno);
         Assert.Equal(md.Index, attr.Index);
+    }
+
+    [Fact]
+    public async Task A_mirror_pointed_at_another_volume_mirrors_nothing_and_says_why()
+    {
+        var primary = Own(await StartPrimaryAsync());
+        await using var p = Client(primary.Address);
+        await MirrorWorkload.FormatAsync(p);
+        var mirror = await StartMirrorAsync(primary.Address, volume: "other");
+        await MirrorWorkload.EventuallyAsync(() => mirror.Follower!.Status().LastError.Contains("serves volume vol, not other", StringComparison.Ordinal),
+            "the follower to report the wrong volume");
+        Assert.Equal(0UL, mirror.Service.State.LogicalIndex);
+        Assert.True(mirror.Service.IsMirror); // still refuses writes
     }
 }

@@ -1,9 +1,7 @@
-// Three in-process metaserver nodes on Raft (real WAL on disk, in-process Raft transport, real RPC servers), optionally
-// in mirror mode: what the mirror tests need until the cluster host lands.
-using Microsoft.Extensions.Logging.Abstractions;
+// A Raft cluster of in-process metaserver hosts (real RPC transport on loopback), optionally in mirror mode.
+using System.Net;
+using System.Net.Sockets;
 using MirrorFS.Core.Meta;
-using MirrorFS.Core.Rpc;
-using MirrorFS.MetaServer.Consensus;
 using MirrorFS.MetaServer.Engine;
 using MirrorFS.MetaServer.Hosting;
 using MirrorFS.MetaServer.Mirror;
@@ -15,103 +13,87 @@ namespace MirrorFS.MetaServer.Tests.Mirror;
 internal sealed class RaftMetaCluster : IAsyncDisposable
 {
     private readonly TempDir _dir = new();
-    private readonly Dictionary<ulong, Node?> _nodes = [];
-    private readonly Dictionary<ulong, string> _addresses = [];
-    private readonly ulong[] _voters;
+    private readonly Dictionary<ulong, MetaServerHost?> _hosts = [];
+    private readonly Dictionary<ulong, string> _peers;
     private readonly MirrorHostOptions? _mirror;
     private readonly ulong _snapshotEvery;
 
-    public sealed class Node
+    public sealed record Node(ulong Id, MetaServerHost Host)
     {
-        public required ulong Id { get; init; }
-        public required MetaStateMachine State { get; init; }
-        public required RaftLog Log { get; init; }
-        public required MetaService Service { get; init; }
-        public required RpcServer Rpc { get; init; }
-        public required ChangelogService Changelog { get; init; }
-        public MirrorFollower? Follower { get; init; }
+        public MetaStateMachine State => Host.Service.State;
+
+        public RaftLog Log => Host.Raft!;
+
+        public MirrorFollower? Follower => Host.Follower;
+
+        public ChangelogService Changelog => Host.Changelog;
     }
 
-    private RaftMetaCluster(int size, MirrorHostOptions? mirror, ulong snapshotEvery)
+    private RaftMetaCluster(Dictionary<ulong, string> peers, MirrorHostOptions? mirror, ulong snapshotEvery)
     {
-        _voters = [.. Enumerable.Range(1, size).Select(i => (ulong)i)];
+        _peers = peers;
         _mirror = mirror;
         _snapshotEvery = snapshotEvery;
     }
 
     public static async Task<RaftMetaCluster> StartAsync(int size = 3, MirrorHostOptions? mirror = null, ulong snapshotEvery = 100_000)
     {
-        var c = new RaftMetaCluster(size, mirror, snapshotEvery);
-        foreach (var id in c._voters)
+        for (var attempt = 1; ; attempt++)
         {
-            await c.StartNodeAsync(id);
-        }
-        return c;
-    }
-
-    public IReadOnlyList<string> Addresses
-    {
-        get
-        {
-            lock (_nodes)
+            var peers = Enumerable.Range(1, size).ToDictionary(i => (ulong)i, _ => $"127.0.0.1:{FreePort()}");
+            var c = new RaftMetaCluster(peers, mirror, snapshotEvery);
+            try
             {
-                return [.. _voters.Select(id => _addresses[id])];
+                foreach (var id in peers.Keys)
+                {
+                    await c.StartNodeAsync(id);
+                }
+                return c;
+            }
+            catch (IOException) when (attempt < 3)
+            {
+                await c.DisposeAsync(); // a port was taken between picking and binding: pick again
             }
         }
     }
+
+    private static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    public IReadOnlyList<string> Addresses => [.. _peers.Values];
 
     public IEnumerable<Node> Running
     {
         get
         {
-            lock (_nodes)
+            lock (_hosts)
             {
-                return [.. _nodes.Values.Where(n => n is not null).Select(n => n!)];
-            }
-        }
-    }
-
-    private sealed class Loopback(RaftMetaCluster owner) : IRaftTransport
-    {
-        public void Send(RaftMessage message)
-        {
-            lock (owner._nodes)
-            {
-                owner._nodes.GetValueOrDefault(message.To)?.Log.Receive(message);
+                return [.. _hosts.Where(h => h.Value is not null).Select(h => new Node(h.Key, h.Value!))];
             }
         }
     }
 
     private async Task StartNodeAsync(ulong id)
     {
-        var state = new MetaStateMachine();
-        var log = RaftLog.Open(state, new RaftLogOptions
+        var host = await MetaServerHost.StartAsync(new MetaServerOptions
         {
-            Id = id, InitialVoters = _voters, Directory = _dir.Sub($"n{id}"), Transport = new Loopback(this),
-            TickMs = 10, ElectionTicks = 10, HeartbeatTicks = 2, SnapshotEveryEntries = _snapshotEvery,
-            AddressOf = n =>
-            {
-                lock (_nodes)
-                {
-                    return _addresses.GetValueOrDefault(n);
-                }
-            },
+            DataDirectory = _dir.Sub($"n{id}"),
+            Listen = _peers[id],
+            NodeId = id,
+            Peers = _peers,
+            SnapshotEveryEntries = _snapshotEvery,
+            ElectionTimeoutMs = 300,
+            HeartbeatMs = 50,
+            Mirror = _mirror,
         });
-        var service = _mirror is { } m
-            ? new MetaService(state, log) { MirrorOf = m.Primary.ToString(), MirrorStorage = m.MirrorStorage, MirrorReadWaitMs = m.ReadWaitMs }
-            : new MetaService(state, log);
-        var rpc = new RpcServer(new RpcServerOptions { Listen = "127.0.0.1:0" });
-        rpc.MapMetaService(service, MetaServerHost.Translate);
-        var changelog = new ChangelogService(service);
-        changelog.Map(rpc, e => MetaServerHost.Translate(e));
-        await rpc.StartAsync();
-        var follower = _mirror is null ? null : new MirrorFollower(service, _mirror.ToFollowerOptions(), NullLogger.Instance);
-        lock (_nodes)
+        lock (_hosts)
         {
-            _addresses[id] = rpc.Address;
-            _nodes[id] = new Node { Id = id, State = state, Log = log, Service = service, Rpc = rpc, Changelog = changelog, Follower = follower };
+            _hosts[id] = host;
         }
-        follower?.Start();
     }
 
     public async Task<Node> LeaderAsync()
@@ -127,28 +109,16 @@ internal sealed class RaftMetaCluster : IAsyncDisposable
 
     public async Task StopAsync(ulong id)
     {
-        Node? node;
-        lock (_nodes)
+        MetaServerHost? host;
+        lock (_hosts)
         {
-            node = _nodes[id];
-            _nodes[id] = null;
+            host = _hosts.GetValueOrDefault(id);
+            _hosts[id] = null;
         }
-        if (node is not null)
+        if (host is not null)
         {
-            await StopNodeAsync(node);
+            await host.DisposeAsync();
         }
-    }
-
-    private static async Task StopNodeAsync(Node n)
-    {
-        if (n.Follower is not null)
-        {
-            await n.Follower.DisposeAsync();
-        }
-        await n.Rpc.DisposeAsync();
-        await n.Changelog.DisposeAsync();
-        await n.Log.DisposeAsync();
-        n.State.Dispose();
     }
 
     public RpcMetaClient Client() => new(new RpcMetaClientOptions { Addresses = Addresses, FailoverTimeoutMs = 30_000 });
