@@ -73,7 +73,8 @@ public static class ServeCommand
         {
             o.SingleLine = true;
             o.TimestampFormat = "HH:mm:ss.fff ";
-        }).SetMinimumLevel(LogLevel.Information).AddFilter("Microsoft", LogLevel.Warning));
+        }).SetMinimumLevel(LogLevel.Information).AddFilter("Microsoft", LogLevel.Warning)
+            .AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None)); // its start failures are reported in one line below
         MetaServerHost host;
         try
         {

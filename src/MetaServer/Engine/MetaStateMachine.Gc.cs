@@ -58,18 +58,21 @@ public sealed partial class MetaStateMachine
         {
             return new CompactChunkReply(); // changed since it was read: the caller's new slice is unused
         }
-        uint start = uint.MaxValue, end = 0;
+        // Bytes a reader sees from stored slices: later slices win, so a later hole hides what lies under it.
+        var shown = new List<(uint Lo, uint Hi)>();
         foreach (var old in slices)
         {
             if (sl is not null && old.Id == sl.Id)
             {
                 return new CompactChunkReply { Errno = Errno.EINVAL }; // the new slice must be new
             }
-            if (old.Id != 0)
-            {
-                start = Math.Min(start, old.Pos);
-                end = Math.Max(end, old.Pos + old.Length);
-            }
+            Cover(shown, old.Pos, old.Pos + old.Length, old.Id != 0);
+        }
+        uint start = uint.MaxValue, end = 0;
+        foreach (var (lo, hi) in shown)
+        {
+            start = Math.Min(start, lo);
+            end = Math.Max(end, hi);
         }
         // The new slice must span every byte a stored slice showed (holes outside it read as zeros anyway), or a
         // reader would lose data; no new slice is right only for a chunk of holes.
@@ -241,6 +244,32 @@ public sealed partial class MetaStateMachine
         finally
         {
             _lock.ExitReadLock();
+        }
+    }
+
+    /// <summary>Replaces [lo, hi) in <paramref name="ranges"/> by data (<paramref name="data"/>) or by nothing (a hole).</summary>
+    private static void Cover(List<(uint Lo, uint Hi)> ranges, uint lo, uint hi, bool data)
+    {
+        for (var i = ranges.Count - 1; i >= 0; i--)
+        {
+            var (a, b) = ranges[i];
+            if (b <= lo || a >= hi)
+            {
+                continue;
+            }
+            ranges.RemoveAt(i);
+            if (a < lo)
+            {
+                ranges.Add((a, lo));
+            }
+            if (b > hi)
+            {
+                ranges.Add((hi, b));
+            }
+        }
+        if (data && hi > lo)
+        {
+            ranges.Add((lo, hi));
         }
     }
 }

@@ -107,6 +107,8 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
             {
                 Id = o.Id, Random = new Random(), SnapshotSource = this,
                 ElectionTicks = o.ElectionTicks, HeartbeatTicks = o.HeartbeatTicks,
+                // Every message is an RPC here: followers learn a new commit index from the next append or heartbeat.
+                BroadcastCommit = false,
             },
             new RaftStartState(_savedHard, meta, entries, sm.AppliedIndex));
         _applied = (long)sm.AppliedIndex;
@@ -329,7 +331,7 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
                 {
                     action();
                 }
-                await HandleReadyAsync();
+                HandleReady();
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
@@ -342,7 +344,7 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
         }
     }
 
-    private async Task HandleReadyAsync()
+    private void HandleReady()
     {
         while (_node.HasReady)
         {
@@ -406,7 +408,8 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
                     _wal.TruncateSuffix(first);
                 }
                 _wal.Append(rd.Entries.Select(Encode).ToList());
-                await _wal.FlushAsync();
+                _wal.Sync(); // on this loop: the inputs batched into this Ready are the group commit
+
             }
             foreach (var m in rd.Messages)
             {
@@ -445,6 +448,10 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
                 }
             }
             _node.Advance(rd);
+            if (Status.Role == RaftRole.Leader && _node.Role != RaftRole.Leader)
+            {
+                FailUncommittedProposals();
+            }
             Interlocked.Exchange(ref _commit, (long)_node.Commit);
             Interlocked.Exchange(ref _applied, (long)_sm.AppliedIndex);
             Status = (_node.Role, _node.Term, _node.Leader);
@@ -458,6 +465,26 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
                 return true;
             });
             MaybeSnapshot();
+        }
+    }
+
+    /// <summary>Leadership is lost: proposals not yet known committed may or may not commit under the next leader.
+    /// Their callers are told at once to retry there (a retry with the same session and sequence is answered from the
+    /// reply cache if the first attempt did commit) rather than wait for a timeout.</summary>
+    private void FailUncommittedProposals()
+    {
+        List<ulong>? lost = null;
+        foreach (var index in _proposals.Keys)
+        {
+            if (index > _node.Commit)
+            {
+                (lost ??= []).Add(index);
+            }
+        }
+        foreach (var index in lost ?? [])
+        {
+            _proposals.Remove(index, out var p);
+            p.Done.TrySetException(NotLeader());
         }
     }
 

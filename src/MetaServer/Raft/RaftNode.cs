@@ -448,7 +448,7 @@ public sealed class RaftNode
         }
         if (Role == RaftRole.Leader && MaybeCommit())
         {
-            BroadcastAppend(sendIfEmpty: true);
+            BroadcastAppend(sendIfEmpty: _opt.BroadcastCommit);
         }
     }
 
@@ -1004,7 +1004,7 @@ public sealed class RaftNode
         }
         if (advanced && MaybeCommit())
         {
-            BroadcastAppend(sendIfEmpty: true);
+            BroadcastAppend(sendIfEmpty: _opt.BroadcastCommit);
         }
         else
         {

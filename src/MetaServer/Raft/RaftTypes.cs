@@ -154,6 +154,11 @@ public sealed class RaftOptions
     public int UncommittedEntriesMax { get; init; } = 10_000;
 
     public int PendingReadsMax { get; init; } = 4096;
+
+    /// <summary>When the commit index advances, tell followers at once with an append even if it carries no entries.
+    /// False leaves it to the next append or heartbeat: followers apply a little later, and a lone write costs two
+    /// messages per follower instead of four (what matters when each message is an RPC).</summary>
+    public bool BroadcastCommit { get; init; } = true;
     public int CommittedEntriesPerReadyMax { get; init; } = 1024;
 }
 
