@@ -8,6 +8,7 @@ using MirrorFS.Client.Fuse;
 using MirrorFS.Client.Mount;
 using MirrorFS.Client.Vfs;
 using MirrorFS.Core.Storage;
+using Volume = MirrorFS.Core.Meta.Volume;
 
 namespace MirrorFS.Client.Cli;
 
@@ -49,11 +50,15 @@ public static class MountCommand
             DefaultValueFactory = _ => 1_000_000,
         };
         var backupKeep = new Option<int>("--backup-keep") { Description = "Metadata backups kept in the bucket", DefaultValueFactory = _ => 7 };
+        var primaryTokenFile = new Option<string?>("--primary-token-file")
+        {
+            Description = $"Mounting a mirror: file holding the primary cluster's token (else ${MirrorConnection.PrimaryTokenEnvironment}, else the mirror's)",
+        };
         var cmd = new Command("mount", "Mount a volume")
         {
             metaUrl, mountPoint, background, logFile, cacheDir, cacheSize, memCache, bufferSize, maxUploads, prefetch,
             attrCache, entryCache, readOnly, uploadLimit, downloadLimit, metaOpsLimit, deleteInterval, compactSlices, compactDelay,
-            tokenFile, backupMeta, backupSkipAbove, backupKeep,
+            tokenFile, backupMeta, backupSkipAbove, backupKeep, primaryTokenFile,
         };
         cmd.SetAction(CliApp.Guard(ctx, "mount", async (parse, ct) =>
         {
@@ -91,12 +96,13 @@ public static class MountCommand
                 Keep = Positive(parse.GetValue(backupKeep), "--backup-keep"),
             };
             var token = MetaConnection.ResolveToken(url, parse.GetValue(tokenFile), ctx);
+            var primaryToken = MirrorConnection.ResolvePrimaryToken(url, parse.GetValue(primaryTokenFile), ctx);
             if (parse.GetValue(background))
             {
                 var log = parse.GetValue(logFile) ?? Path.Combine(Path.GetTempPath(), $"mirrorfs-{url.Volume}.log");
-                return await StartBackgroundAsync(ctx, url, mp, log, token, ct).ConfigureAwait(false);
+                return await StartBackgroundAsync(ctx, url, mp, log, token, primaryToken, ct).ConfigureAwait(false);
             }
-            return await RunForegroundAsync(ctx, url, mp, token, options, parse.GetValue(readOnly), backup, ct).ConfigureAwait(false);
+            return await RunForegroundAsync(ctx, url, mp, token, primaryToken, options, parse.GetValue(readOnly), backup, ct).ConfigureAwait(false);
         }));
         return cmd;
     }
@@ -124,7 +130,7 @@ public static class MountCommand
         }
     }
 
-    private static async Task<int> RunForegroundAsync(CliContext ctx, MetaUrl url, string mp, string? token,
+    private static async Task<int> RunForegroundAsync(CliContext ctx, MetaUrl url, string mp, string? token, string? primaryToken,
         VfsOptions options, bool readOnly, MetaBackupOptions? backupOptions, CancellationToken ct)
     {
         using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o =>
@@ -133,9 +139,25 @@ public static class MountCommand
             o.TimestampFormat = "HH:mm:ss.fff ";
         }).SetMinimumLevel(LogLevel.Information));
         var log = loggers.CreateLogger("mirrorfs");
-        await using var meta = MetaConnection.Open(url, token, ctx);
-        var volume = await MetaConnection.GetVolumeAsync(meta, url, ct).ConfigureAwait(false);
-        await using var store = ObjectStoreFactory.Open(volume.Storage);
+        var direct = MetaConnection.Open(url, token, ctx);
+        Volume volume;
+        try
+        {
+            volume = await MetaConnection.GetVolumeAsync(direct, url, ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            await direct.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        // A mirror's reads stay in this region; writes go to the primary (MirrorConnection).
+        var (routed, routedStore) = MirrorConnection.Open(direct, volume, url, token, primaryToken, ctx);
+        await using var meta = routed;
+        await using var store = routedStore;
+        if (volume.MirrorOf.Length > 0)
+        {
+            log.LogInformation("{Url} mirrors {Primary}: reads here, writes to the primary", url, volume.MirrorOf);
+        }
         await using var vfs = await MetaConnection.CallAsync(url,
             () => MirrorVfs.CreateAsync(meta, store, options, loggers.CreateLogger("mirrorfs.vfs"), ct: ct)).ConfigureAwait(false);
         // A read-only mount writes nothing to the bucket, backups included.
@@ -185,7 +207,7 @@ public static class MountCommand
 
     // Starts this same program in the foreground mode as a detached child and waits until the mount appears.
     private static async Task<int> StartBackgroundAsync(CliContext ctx, MetaUrl url, string mp, string log, string? token,
-        CancellationToken ct)
+        string? primaryToken, CancellationToken ct)
     {
         var args = Environment.GetCommandLineArgs().Skip(1).Where(a => a is not "--background" and not "-d").ToList();
         var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
@@ -202,6 +224,10 @@ public static class MountCommand
         if (token is not null)
         {
             psi.Environment[MetaConnection.TokenEnvironment] = token;
+        }
+        if (primaryToken is not null)
+        {
+            psi.Environment[MirrorConnection.PrimaryTokenEnvironment] = primaryToken;
         }
         using var child = Process.Start(psi) ?? throw new CliException("could not start the background mount process");
         var deadline = Environment.TickCount64 + BackgroundMountWaitMs;

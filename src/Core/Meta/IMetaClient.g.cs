@@ -96,4 +96,8 @@ public partial interface IMetaClient
     Task<UpdateVolumeReply> UpdateVolumeAsync(UpdateVolumeRequest request, CancellationToken ct = default);
 
     Task<GetPathReply> GetPathAsync(GetPathRequest request, CancellationToken ct = default);
+
+    Task<ListMirrorsReply> ListMirrorsAsync(ListMirrorsRequest request, CancellationToken ct = default);
+
+    Task<PromoteReply> PromoteAsync(PromoteRequest request, CancellationToken ct = default);
 }

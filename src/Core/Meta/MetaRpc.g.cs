@@ -11,94 +11,98 @@ public static partial class MetaRpc
     public static void MapMetaService(this RpcServer server, IMetaClient impl, Func<Exception, RpcException?>? translate = null)
     {
         server.MapUnary<LookupRequest, LookupReply>(ServiceName, "Lookup", LookupRequest.Parser,
-            (req, ctx) => Invoke(() => impl.LookupAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.LookupAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<GetAttrRequest, GetAttrReply>(ServiceName, "GetAttr", GetAttrRequest.Parser,
-            (req, ctx) => Invoke(() => impl.GetAttrAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.GetAttrAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<SetAttrRequest, SetAttrReply>(ServiceName, "SetAttr", SetAttrRequest.Parser,
-            (req, ctx) => Invoke(() => impl.SetAttrAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.SetAttrAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<MknodRequest, MknodReply>(ServiceName, "Mknod", MknodRequest.Parser,
-            (req, ctx) => Invoke(() => impl.MknodAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.MknodAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<CreateRequest, CreateReply>(ServiceName, "Create", CreateRequest.Parser,
-            (req, ctx) => Invoke(() => impl.CreateAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.CreateAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<MkdirRequest, MkdirReply>(ServiceName, "Mkdir", MkdirRequest.Parser,
-            (req, ctx) => Invoke(() => impl.MkdirAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.MkdirAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<UnlinkRequest, UnlinkReply>(ServiceName, "Unlink", UnlinkRequest.Parser,
-            (req, ctx) => Invoke(() => impl.UnlinkAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.UnlinkAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<RmdirRequest, RmdirReply>(ServiceName, "Rmdir", RmdirRequest.Parser,
-            (req, ctx) => Invoke(() => impl.RmdirAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.RmdirAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<RenameRequest, RenameReply>(ServiceName, "Rename", RenameRequest.Parser,
-            (req, ctx) => Invoke(() => impl.RenameAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.RenameAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<LinkRequest, LinkReply>(ServiceName, "Link", LinkRequest.Parser,
-            (req, ctx) => Invoke(() => impl.LinkAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.LinkAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<SymlinkRequest, SymlinkReply>(ServiceName, "Symlink", SymlinkRequest.Parser,
-            (req, ctx) => Invoke(() => impl.SymlinkAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.SymlinkAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ReadLinkRequest, ReadLinkReply>(ServiceName, "ReadLink", ReadLinkRequest.Parser,
-            (req, ctx) => Invoke(() => impl.ReadLinkAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.ReadLinkAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ReadDirRequest, ReadDirReply>(ServiceName, "ReadDir", ReadDirRequest.Parser,
-            (req, ctx) => Invoke(() => impl.ReadDirAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.ReadDirAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<OpenRequest, OpenReply>(ServiceName, "Open", OpenRequest.Parser,
-            (req, ctx) => Invoke(() => impl.OpenAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.OpenAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ReleaseRequest, ReleaseReply>(ServiceName, "Release", ReleaseRequest.Parser,
-            (req, ctx) => Invoke(() => impl.ReleaseAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.ReleaseAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<GetXattrRequest, GetXattrReply>(ServiceName, "GetXattr", GetXattrRequest.Parser,
-            (req, ctx) => Invoke(() => impl.GetXattrAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.GetXattrAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<SetXattrRequest, SetXattrReply>(ServiceName, "SetXattr", SetXattrRequest.Parser,
-            (req, ctx) => Invoke(() => impl.SetXattrAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.SetXattrAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ListXattrRequest, ListXattrReply>(ServiceName, "ListXattr", ListXattrRequest.Parser,
-            (req, ctx) => Invoke(() => impl.ListXattrAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.ListXattrAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<RemoveXattrRequest, RemoveXattrReply>(ServiceName, "RemoveXattr", RemoveXattrRequest.Parser,
-            (req, ctx) => Invoke(() => impl.RemoveXattrAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.RemoveXattrAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<StatFsRequest, StatFsReply>(ServiceName, "StatFs", StatFsRequest.Parser,
-            (req, ctx) => Invoke(() => impl.StatFsAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.StatFsAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<FallocateRequest, FallocateReply>(ServiceName, "Fallocate", FallocateRequest.Parser,
-            (req, ctx) => Invoke(() => impl.FallocateAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.FallocateAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<NewSliceIdsRequest, NewSliceIdsReply>(ServiceName, "NewSliceIds", NewSliceIdsRequest.Parser,
-            (req, ctx) => Invoke(() => impl.NewSliceIdsAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.NewSliceIdsAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<WriteSliceRequest, WriteSliceReply>(ServiceName, "WriteSlice", WriteSliceRequest.Parser,
-            (req, ctx) => Invoke(() => impl.WriteSliceAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.WriteSliceAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ReadChunkRequest, ReadChunkReply>(ServiceName, "ReadChunk", ReadChunkRequest.Parser,
-            (req, ctx) => Invoke(() => impl.ReadChunkAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.ReadChunkAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<TruncateRequest, TruncateReply>(ServiceName, "Truncate", TruncateRequest.Parser,
-            (req, ctx) => Invoke(() => impl.TruncateAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.TruncateAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<NewSessionRequest, NewSessionReply>(ServiceName, "NewSession", NewSessionRequest.Parser,
-            (req, ctx) => Invoke(() => impl.NewSessionAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.NewSessionAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<HeartbeatRequest, HeartbeatReply>(ServiceName, "Heartbeat", HeartbeatRequest.Parser,
-            (req, ctx) => Invoke(() => impl.HeartbeatAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.HeartbeatAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<CloseSessionRequest, CloseSessionReply>(ServiceName, "CloseSession", CloseSessionRequest.Parser,
-            (req, ctx) => Invoke(() => impl.CloseSessionAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.CloseSessionAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<FormatRequest, FormatReply>(ServiceName, "Format", FormatRequest.Parser,
-            (req, ctx) => Invoke(() => impl.FormatAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.FormatAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<GetVolumeRequest, GetVolumeReply>(ServiceName, "GetVolume", GetVolumeRequest.Parser,
-            (req, ctx) => Invoke(() => impl.GetVolumeAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.GetVolumeAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ListSessionsRequest, ListSessionsReply>(ServiceName, "ListSessions", ListSessionsRequest.Parser,
-            (req, ctx) => Invoke(() => impl.ListSessionsAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.ListSessionsAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ListPendingDeletesRequest, ListPendingDeletesReply>(ServiceName, "ListPendingDeletes", ListPendingDeletesRequest.Parser,
-            (req, ctx) => Invoke(() => impl.ListPendingDeletesAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.ListPendingDeletesAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ConfirmDeletesRequest, ConfirmDeletesReply>(ServiceName, "ConfirmDeletes", ConfirmDeletesRequest.Parser,
-            (req, ctx) => Invoke(() => impl.ConfirmDeletesAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.ConfirmDeletesAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ListSlicesRequest, ListSlicesReply>(ServiceName, "ListSlices", ListSlicesRequest.Parser,
-            (req, ctx) => Invoke(() => impl.ListSlicesAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.ListSlicesAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<CompactChunkRequest, CompactChunkReply>(ServiceName, "CompactChunk", CompactChunkRequest.Parser,
-            (req, ctx) => Invoke(() => impl.CompactChunkAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.CompactChunkAsync(req, ctx.CancellationToken), translate));
         server.MapServerStreaming<DumpRequest, DumpPage>(ServiceName, "Dump", DumpRequest.Parser,
             (req, writer, ctx) => InvokeStream(() => impl.DumpAsync(req, ctx.CancellationToken), writer, translate));
         server.MapUnary<LoadEntriesRequest, LoadEntriesReply>(ServiceName, "LoadEntries", LoadEntriesRequest.Parser,
-            (req, ctx) => Invoke(() => impl.LoadEntriesAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.LoadEntriesAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<AcquireLeaseRequest, AcquireLeaseReply>(ServiceName, "AcquireLease", AcquireLeaseRequest.Parser,
-            (req, ctx) => Invoke(() => impl.AcquireLeaseAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.AcquireLeaseAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<SetQuotaRequest, SetQuotaReply>(ServiceName, "SetQuota", SetQuotaRequest.Parser,
-            (req, ctx) => Invoke(() => impl.SetQuotaAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.SetQuotaAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<GetQuotaRequest, GetQuotaReply>(ServiceName, "GetQuota", GetQuotaRequest.Parser,
-            (req, ctx) => Invoke(() => impl.GetQuotaAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.GetQuotaAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ListQuotasRequest, ListQuotasReply>(ServiceName, "ListQuotas", ListQuotasRequest.Parser,
-            (req, ctx) => Invoke(() => impl.ListQuotasAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.ListQuotasAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<DeleteQuotaRequest, DeleteQuotaReply>(ServiceName, "DeleteQuota", DeleteQuotaRequest.Parser,
-            (req, ctx) => Invoke(() => impl.DeleteQuotaAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.DeleteQuotaAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<CheckQuotaRequest, CheckQuotaReply>(ServiceName, "CheckQuota", CheckQuotaRequest.Parser,
-            (req, ctx) => Invoke(() => impl.CheckQuotaAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.CheckQuotaAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<UpdateVolumeRequest, UpdateVolumeReply>(ServiceName, "UpdateVolume", UpdateVolumeRequest.Parser,
-            (req, ctx) => Invoke(() => impl.UpdateVolumeAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.UpdateVolumeAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<GetPathRequest, GetPathReply>(ServiceName, "GetPath", GetPathRequest.Parser,
-            (req, ctx) => Invoke(() => impl.GetPathAsync(req, ctx.CancellationToken), translate));
+            (req, ctx) => Invoke(ctx, () => impl.GetPathAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<ListMirrorsRequest, ListMirrorsReply>(ServiceName, "ListMirrors", ListMirrorsRequest.Parser,
+            (req, ctx) => Invoke(ctx, () => impl.ListMirrorsAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<PromoteRequest, PromoteReply>(ServiceName, "Promote", PromoteRequest.Parser,
+            (req, ctx) => Invoke(ctx, () => impl.PromoteAsync(req, ctx.CancellationToken), translate));
     }
 }

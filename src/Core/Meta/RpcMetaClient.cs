@@ -71,6 +71,9 @@ public sealed partial class RpcMetaClient : IMetaClient
         var address = _current;
         HashSet<string>? tried = null; // only failures pay for it
         RpcException? last = null;
+        var min = MetaCallContext.MinIndex;
+        var metadata = min == 0 ? null
+            : new RpcMetadata().Add(MetaRpc.MinIndexHeader, min.ToString(System.Globalization.CultureInfo.InvariantCulture));
         while (true)
         {
             ct.ThrowIfCancellationRequested();
@@ -87,13 +90,15 @@ public sealed partial class RpcMetaClient : IMetaClient
                     {
                         TimeoutMs = (int)Math.Clamp(remainingMs, 1, _options.CallTimeoutMs),
                         CancellationToken = ct,
+                        Metadata = metadata,
                     }).ConfigureAwait(false);
                 _current = address;
                 NoteIndex(reply.Index);
                 return reply;
             }
             catch (RpcException e) when (e.Status is StatusCode.Unavailable or StatusCode.DeadlineExceeded
-                                         && !ct.IsCancellationRequested)
+                                         && !ct.IsCancellationRequested
+                                         && e.Trailers.Get(MetaRpc.MirrorBehindTrailer) is null) // the caller decides
             {
                 // The same request object, and so the same (session, seq), goes to the next member: the state
                 // machine's reply cache makes a repeated mutation return its first result.

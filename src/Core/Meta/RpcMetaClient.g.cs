@@ -139,4 +139,10 @@ public sealed partial class RpcMetaClient
 
     public Task<GetPathReply> GetPathAsync(GetPathRequest request, CancellationToken ct = default) =>
         CallAsync("GetPath", request, GetPathReply.Parser, ct);
+
+    public Task<ListMirrorsReply> ListMirrorsAsync(ListMirrorsRequest request, CancellationToken ct = default) =>
+        CallAsync("ListMirrors", request, ListMirrorsReply.Parser, ct);
+
+    public Task<PromoteReply> PromoteAsync(PromoteRequest request, CancellationToken ct = default) =>
+        CallAsync("Promote", request, PromoteReply.Parser, ct);
 }

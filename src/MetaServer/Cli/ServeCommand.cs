@@ -28,6 +28,8 @@ public static class ServeCommand
         {
             id, data, listen, peers, config, join, advertise, tokenFile, noAuth, snapshotEvery, electionMs, heartbeatMs,
         };
+        var mirror = new MirrorServeOptions();
+        mirror.AddTo(cmd);
         cmd.SetAction(MetaCli.Guard(ctx, "serve", async (parse, ct) =>
         {
             var flags = new ServeConfig
@@ -46,12 +48,12 @@ public static class ServeCommand
             };
             var settings = parse.GetValue(config) is { } file ? ServeConfig.Load(file).OverriddenBy(flags) : flags;
             settings.Validate();
-            return await RunAsync(ctx, settings, ct).ConfigureAwait(false);
+            return await RunAsync(ctx, settings, mirror.Build(parse), ct).ConfigureAwait(false);
         }));
         return cmd;
     }
 
-    private static async Task<int> RunAsync(MetaCliContext ctx, ServeConfig settings, CancellationToken ct)
+    private static async Task<int> RunAsync(MetaCliContext ctx, ServeConfig settings, Mirror.MirrorHostOptions? mirror, CancellationToken ct)
     {
         var dir = Path.GetFullPath(settings.Data!);
         string? token = null;
@@ -76,7 +78,7 @@ public static class ServeCommand
         MetaServerHost host;
         try
         {
-            host = await MetaServerHost.StartAsync(settings.ToHostOptions(token, loggers), ct).ConfigureAwait(false);
+            host = await MetaServerHost.StartAsync(settings.ToHostOptions(token, loggers) with { Mirror = mirror }, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or FormatException)
         {

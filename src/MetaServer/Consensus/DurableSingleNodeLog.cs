@@ -42,7 +42,7 @@ public readonly record struct DurableLogStats(
 /// </summary>
 /// <remarks>If the WAL fails or <see cref="IStateMachine.Apply"/> throws, the log stops: the state machine's state is
 /// no longer known to match the log, so every pending and later call fails until the process restarts and replays.</remarks>
-public sealed class DurableSingleNodeLog : IReplicatedLog
+public sealed partial class DurableSingleNodeLog : IReplicatedLog
 {
     /// <summary>Term of every entry until Raft arrives.</summary>
     public const ulong FixedTerm = 1;

@@ -71,6 +71,7 @@ public sealed partial class MetaService : IMetaClient
         where TReq : IMessage<TReq>, IMutatingRequest
         where TReply : IMessage<TReply>, IMetaReply
     {
+        ThrowIfMirror();
         // The session header travels once, at the Command level.
         var op = request.Clone();
         op.SessionId = 0;
@@ -176,9 +177,9 @@ public sealed partial class MetaService : IMetaClient
             throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "session timeout must be positive");
         }
         var timeoutNs = timeout.Ticks * 100;
-        if (!_state.AnySessionIdleBefore(ClockNs() - timeoutNs))
+        if (IsMirror || !_state.AnySessionIdleBefore(ClockNs() - timeoutNs))
         {
-            return new ExpireSessionsReply { Index = _state.AppliedIndex };
+            return new ExpireSessionsReply { Index = _state.LogicalIndex }; // a mirror's sessions expire on the primary
         }
         var cmd = new Command { ExpireSessions = new ExpireSessionsRequest { TimeoutNs = timeoutNs } };
         Task<(ulong Index, byte[] Reply)> proposal;
@@ -195,61 +196,61 @@ public sealed partial class MetaService : IMetaClient
 
     public async Task<LookupReply> LookupAsync(LookupRequest r, CancellationToken ct = default)
     {
-        await _log.ReadBarrierAsync(ct);
+        await ReadBarrierAsync(ct);
         return _state.Lookup(r);
     }
 
     public async Task<GetAttrReply> GetAttrAsync(GetAttrRequest r, CancellationToken ct = default)
     {
-        await _log.ReadBarrierAsync(ct);
+        await ReadBarrierAsync(ct);
         return _state.GetAttr(r);
     }
 
     public async Task<ReadLinkReply> ReadLinkAsync(ReadLinkRequest r, CancellationToken ct = default)
     {
-        await _log.ReadBarrierAsync(ct);
+        await ReadBarrierAsync(ct);
         return _state.ReadLink(r);
     }
 
     public async Task<ReadDirReply> ReadDirAsync(ReadDirRequest r, CancellationToken ct = default)
     {
-        await _log.ReadBarrierAsync(ct);
+        await ReadBarrierAsync(ct);
         return _state.ReadDir(r);
     }
 
     public async Task<GetXattrReply> GetXattrAsync(GetXattrRequest r, CancellationToken ct = default)
     {
-        await _log.ReadBarrierAsync(ct);
+        await ReadBarrierAsync(ct);
         return _state.GetXattr(r);
     }
 
     public async Task<ListXattrReply> ListXattrAsync(ListXattrRequest r, CancellationToken ct = default)
     {
-        await _log.ReadBarrierAsync(ct);
+        await ReadBarrierAsync(ct);
         return _state.ListXattr(r);
     }
 
     public async Task<StatFsReply> StatFsAsync(StatFsRequest r, CancellationToken ct = default)
     {
-        await _log.ReadBarrierAsync(ct);
+        await ReadBarrierAsync(ct);
         return _state.StatFs(r);
     }
 
     public async Task<ReadChunkReply> ReadChunkAsync(ReadChunkRequest r, CancellationToken ct = default)
     {
-        await _log.ReadBarrierAsync(ct);
+        await ReadBarrierAsync(ct);
         return _state.ReadChunk(r);
     }
 
     public async Task<GetVolumeReply> GetVolumeAsync(GetVolumeRequest r, CancellationToken ct = default)
     {
-        await _log.ReadBarrierAsync(ct);
-        return _state.GetVolume(r);
+        await ReadBarrierAsync(ct);
+        return AddMirrorSettings(_state.GetVolume(r));
     }
 
     public async Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest r, CancellationToken ct = default)
     {
-        await _log.ReadBarrierAsync(ct);
+        await ReadBarrierAsync(ct);
         return _state.ListSessions(r);
     }
 

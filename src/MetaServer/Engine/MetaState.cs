@@ -11,7 +11,15 @@ namespace MirrorFS.MetaServer.Engine;
 /// </summary>
 internal sealed class MetaState
 {
+    /// <summary>The primary index this state reflects (what replies carry). Equal to <see cref="LogIndex"/> on a
+    /// primary that never was a mirror; on a mirror, the newest primary entry applied.</summary>
     public ulong AppliedIndex;
+
+    /// <summary>Index of the last entry of this cluster's own log applied (the IStateMachine contract).</summary>
+    public ulong LogIndex;
+
+    /// <summary>Mirror role and the mirrors' progress (see MetaStateMachine.Mirror.cs).</summary>
+    public MirrorState Mirror = new();
     public ulong NextInode = MetaLimits.RootInode + 1; // inode 1 is the root, made by Format
     public ulong NextSliceId = 1;
     public ulong NextSessionId = 1;

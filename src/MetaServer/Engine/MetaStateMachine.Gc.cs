@@ -10,10 +10,10 @@ public sealed partial class MetaStateMachine
 {
     /// <summary>
     /// THE place that decides whether a pending slice's blocks may be deleted now. Today: once a compacted slice's
-    /// delay has passed (readers may still hold the old slice list until then). The mirror issue adds here: only
-    /// after every mirror has applied past <see cref="PendingSlice.Index"/>, the entry that dropped it.
+    /// delay has passed (readers may still hold the old slice list until then), and only after every mirror has applied
+    /// <see cref="PendingSlice.Index"/>, the entry that dropped it (mirror clients may read its blocks until then).
     /// </summary>
-    private static bool Deletable(in PendingSlice p, long nowNs) => p.NotBeforeNs <= nowNs;
+    private bool Deletable(in PendingSlice p, long nowNs) => p.NotBeforeNs <= nowNs && MirrorsApplied(p.Index);
 
     // ---- apply ----
 

@@ -19,11 +19,11 @@ internal static class DumpLoadLimits
 
 public sealed partial class MetaStateMachine
 {
-    /// <summary>Whether a load in progress refuses <paramref name="op"/>: everything but the load, sessions and leases.</summary>
+    /// <summary>Whether a load in progress refuses <paramref name="op"/>: everything but the load, sessions, leases and mirror progress.</summary>
     private bool BlockedByLoad(Command.OpOneofCase op) =>
         _s.Loading && op is not (Command.OpOneofCase.LoadEntries or Command.OpOneofCase.NewSession
             or Command.OpOneofCase.Heartbeat or Command.OpOneofCase.CloseSession or Command.OpOneofCase.ExpireSessions
-            or Command.OpOneofCase.AcquireLease);
+            or Command.OpOneofCase.AcquireLease or Command.OpOneofCase.MirrorProgress);
 
     private LoadEntriesReply LoadEntries(LoadEntriesRequest r)
     {

@@ -17,7 +17,8 @@ namespace MirrorFS.MetaServer.Engine;
 /// <see cref="WriteSnapshotSections"/>); magic "MFS-END."; then SHA-256 of everything before it. Version 1 differs
 /// in its pending deletes: in drop order, (id, size, index). Version 3 also keeps in a regular file's aux the
 /// directory of its only name (v1 and v2 wrote 0); the names of regular files are rebuilt from the directories on
-/// every restore, so an older snapshot restores to the state v3 code would have built.
+/// every restore, so an older snapshot restores to the state v3 code would have built. In v3 the "applied index"
+/// slot holds the own log index; a state with mirror data carries the primary index in its mirror section.
 /// FROZEN: readers must keep reading every released version; a new layout gets a new version.
 /// </summary>
 public sealed partial class MetaStateMachine
@@ -26,6 +27,7 @@ public sealed partial class MetaStateMachine
 
     private static ReadOnlySpan<byte> SnapshotEndMagic => "MFS-END."u8;
 
+    /// <summary>The newest format this build writes (always; older ones are still read; see the summary).</summary>
     public const int SnapshotVersion = 3;
 
     private const int SnapshotVersionOldest = 1;
@@ -38,7 +40,7 @@ public sealed partial class MetaStateMachine
         try
         {
             using var w = new SnapshotWriter(output);
-            Write(_s, w);
+            Write(_s, w, comparable: false);
             w.Finish();
         }
         finally
@@ -59,7 +61,8 @@ public sealed partial class MetaStateMachine
         try
         {
             _s = s;
-            Volatile.Write(ref _applied, s.AppliedIndex);
+            Volatile.Write(ref _applied, s.LogIndex);
+            AfterRestore();
         }
         finally
         {
@@ -74,11 +77,11 @@ public sealed partial class MetaStateMachine
         return keys;
     }
 
-    private static void Write(MetaState s, SnapshotWriter w)
+    private static void Write(MetaState s, SnapshotWriter w, bool comparable)
     {
         w.WriteRaw(SnapshotMagic);
         w.WriteVarint(SnapshotVersion);
-        w.WriteVarint(s.AppliedIndex);
+        w.WriteVarint(comparable ? s.AppliedIndex : s.LogIndex);
         w.WriteVarint(s.NextInode);
         w.WriteVarint(s.NextSliceId);
         w.WriteVarint(s.NextSessionId);
@@ -210,7 +213,7 @@ public sealed partial class MetaStateMachine
             w.WriteSigned(p.TimeNs);
             w.WriteSigned(p.NotBeforeNs);
         }
-        WriteSnapshotSections(s, w);
+        WriteSnapshotSections(s, w, comparable);
         w.WriteRaw(SnapshotEndMagic);
     }
 
@@ -233,7 +236,7 @@ public sealed partial class MetaStateMachine
         const int countMax = int.MaxValue / 2;
         var s = new MetaState
         {
-            AppliedIndex = r.ReadVarint(),
+            LogIndex = r.ReadVarint(),
             NextInode = r.ReadVarint(),
             NextSliceId = r.ReadVarint(),
             NextSessionId = r.ReadVarint(),
@@ -356,6 +359,7 @@ public sealed partial class MetaStateMachine
             // A v1 list could name a slice twice; deleting its blocks once is enough.
             s.Pending.TryAdd(p.Id, p);
         }
+        s.AppliedIndex = s.LogIndex;
         if (version >= 3)
         {
             ReadSnapshotSections(r, s);
@@ -381,14 +385,17 @@ public sealed partial class MetaStateMachine
     private const ulong SnapshotSectionLoad = 1;
     private const ulong SnapshotSectionLeases = 2;
     private const ulong SnapshotSectionQuotas = 3;
+    private const ulong SnapshotSectionMirror = 4;
 
     /// <summary>v3 ends, before the end marker, with a section count, then per section (ascending tags, each at most
     /// once, absent when empty) a tag and its fields. Tags: 1 = load in progress (no fields); 2 = leases (count, then
     /// name, holder, expiry (signed) per lease, by name); 3 = quotas (count, then sorted (inode delta, max bytes,
-    /// max inodes, used bytes (signed), used inodes (signed))). A reader rejects a tag it does not know.</summary>
-    private static void WriteSnapshotSections(MetaState s, SnapshotWriter w)
+    /// max inodes, used bytes (signed), used inodes (signed))); 4 = mirror data (<see cref="WriteMirrorSection"/>; always
+    /// present in the comparable form). A reader rejects a tag it does not know.</summary>
+    private static void WriteSnapshotSections(MetaState s, SnapshotWriter w, bool comparable)
     {
-        w.WriteVarint((ulong)((s.Loading ? 1 : 0) + (s.Leases.Count > 0 ? 1 : 0) + (s.Quotas.Count > 0 ? 1 : 0)));
+        var mirror = comparable || HasMirrorData(s);
+        w.WriteVarint((ulong)((s.Loading ? 1 : 0) + (s.Leases.Count > 0 ? 1 : 0) + (s.Quotas.Count > 0 ? 1 : 0) + (mirror ? 1 : 0)));
         if (s.Loading)
         {
             w.WriteVarint(SnapshotSectionLoad);
@@ -411,6 +418,11 @@ public sealed partial class MetaStateMachine
         {
             w.WriteVarint(SnapshotSectionQuotas);
             WriteQuotas(s, w);
+        }
+        if (mirror)
+        {
+            w.WriteVarint(SnapshotSectionMirror);
+            WriteMirrorSection(s, w, comparable);
         }
     }
 
@@ -444,6 +456,9 @@ public sealed partial class MetaStateMachine
                     break;
                 case SnapshotSectionQuotas:
                     ReadQuotas(r, s);
+                    break;
+                case SnapshotSectionMirror:
+                    ReadMirrorSection(s, r);
                     break;
                 default:
                     throw new InvalidDataException($"snapshot has section {tag}, unknown to this build; use a matching mirrorfs-meta");

@@ -39,13 +39,13 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
         _lock.EnterWriteLock();
         try
         {
-            if (index <= _s.AppliedIndex)
+            if (index <= _s.LogIndex)
             {
                 throw new InvalidOperationException(
-                    $"log entry {index} applied after entry {_s.AppliedIndex}; the log must apply entries once, in order");
+                    $"log entry {index} applied after entry {_s.LogIndex}; the log must apply entries once, in order");
             }
-            _s.AppliedIndex = index;
-            var reply = cmd is null ? ErrorReply(Errno.EINVAL, index) : ApplyCommand(index, cmd, command.IsEmpty);
+            _s.LogIndex = index;
+            var reply = ApplyLogged(index, cmd, command.IsEmpty); // MetaStateMachine.Mirror.cs: mirror roles and index
             Volatile.Write(ref _applied, index);
             return reply;
         }
@@ -232,6 +232,8 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
                 return UpdateVolume(cmd.UpdateVolume);
             case Command.OpOneofCase.PurgeTrash:
                 return PurgeTrash(cmd.PurgeTrash);
+            case Command.OpOneofCase.MirrorProgress:
+                return MirrorProgress(cmd.MirrorProgress);
             default:
                 return new HeartbeatReply { Errno = Errno.ENOSYS };
         }

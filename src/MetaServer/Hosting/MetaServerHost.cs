@@ -53,6 +53,15 @@ public sealed record MetaServerOptions
 
     /// <summary>How often a leader sends heartbeats.</summary>
     public int HeartbeatMs { get; init; } = 50;
+
+    /// <summary>Size at which a WAL segment is rolled (compaction frees whole segments).</summary>
+    public long WalSegmentBytesMax { get; init; } = 64L << 20;
+
+    /// <summary>Snapshots kept on disk; the WAL keeps entries back to the oldest one.</summary>
+    public int SnapshotsKept { get; init; } = 2;
+
+    /// <summary>Mirror mode: follow this primary and refuse writes (see <see cref="Mirror.MirrorFollower"/>).</summary>
+    public Mirror.MirrorHostOptions? Mirror { get; init; }
 }
 
 public sealed class MetaServerHost : IAsyncDisposable
@@ -69,6 +78,8 @@ public sealed class MetaServerHost : IAsyncDisposable
     private RpcRaftTransport? _transport;
     private RpcServer? _rpc;
     private Task? _sweeper;
+    private Mirror.ChangelogService? _changelog;
+    private Mirror.MirrorFollower? _follower;
 
     private MetaServerHost(MetaServerOptions options)
     {
@@ -92,6 +103,12 @@ public sealed class MetaServerHost : IAsyncDisposable
 
     /// <summary>The trash purge job (tests run a pass at a chosen time with RunOnceAsync).</summary>
     public TrashPurger TrashPurger { get; private set; } = null!;
+
+    /// <summary>The changelog service (primary side of mirroring).</summary>
+    public Mirror.ChangelogService Changelog => _changelog!;
+
+    /// <summary>The mirror follower; null unless started with <see cref="MetaServerOptions.Mirror"/>.</summary>
+    public Mirror.MirrorFollower? Follower => _follower;
 
     /// <summary>host:port the server answers on.</summary>
     public string Address => _rpc!.Address;
@@ -130,9 +147,13 @@ public sealed class MetaServerHost : IAsyncDisposable
             {
                 Directory = _options.DataDirectory,
                 SnapshotEveryEntries = _options.SnapshotEveryEntries,
+                SegmentBytesMax = _options.WalSegmentBytesMax,
+                SnapshotsKept = _options.SnapshotsKept,
             }, _options.LoggerFactory?.CreateLogger("mirrorfs-meta.log"));
         }
-        Service = new MetaService(_state, ReplicatedLog) { DumpSpoolDirectory = _options.DataDirectory };
+        Service = _options.Mirror is { } m
+            ? new MetaService(_state, ReplicatedLog) { MirrorOf = m.Primary.ToString(), MirrorStorage = m.MirrorStorage, MirrorReadWaitMs = m.ReadWaitMs, DumpSpoolDirectory = _options.DataDirectory }
+            : new MetaService(_state, ReplicatedLog) { DumpSpoolDirectory = _options.DataDirectory };
         _rpc = new RpcServer(new RpcServerOptions
         {
             Listen = _options.Listen,
@@ -146,10 +167,17 @@ public sealed class MetaServerHost : IAsyncDisposable
             _rpc.MapRaftService(_transport!, () => _raft);
         }
         _rpc.MapClusterService(new ClusterAdmin(this), Translate);
+        _changelog = new Mirror.ChangelogService(Service, null, _options.LoggerFactory?.CreateLogger("mirrorfs-meta.changelog"));
+        _changelog.Map(_rpc, e => Translate(e));
         await _rpc.StartAsync(ct).ConfigureAwait(false);
         if (_transport is not null && string.IsNullOrEmpty(_transport.SelfAddress))
         {
             _transport.SelfAddress = _rpc.Address;
+        }
+        if (_options.Mirror is { } mirror)
+        {
+            _follower = new Mirror.MirrorFollower(Service, mirror.ToFollowerOptions(), _options.LoggerFactory?.CreateLogger("mirrorfs-meta.mirror"));
+            _follower.Start();
         }
         _sweeper = Task.Run(SweepSessionsAsync, CancellationToken.None);
         (TrashPurger = new TrashPurger(Service, _options.TrashPurgeMs, _logger,
@@ -266,6 +294,8 @@ public sealed class MetaServerHost : IAsyncDisposable
                     trailers.Add(MetaRpc.LeaderHintTrailer, nl.LeaderHint);
                 }
                 return new RpcException(StatusCode.Unavailable, nl.Message, trailers);
+            case MirrorReadOnlyException or MirrorBehindException:
+                return Mirror.MirrorErrors.Translate(e);
             case MembershipChangeException mc:
                 return new RpcException(StatusCode.FailedPrecondition, mc.Message);
             case OperationCanceledException or ObjectDisposedException when _stop.IsCancellationRequested:
@@ -312,6 +342,10 @@ public sealed class MetaServerHost : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
+        if (_follower is not null)
+        {
+            await _follower.DisposeAsync().ConfigureAwait(false);
+        }
         if (_rpc is not null)
         {
             await _rpc.DisposeAsync().ConfigureAwait(false);
@@ -323,6 +357,10 @@ public sealed class MetaServerHost : IAsyncDisposable
         if (TrashPurger is not null)
         {
             await TrashPurger.DisposeAsync().ConfigureAwait(false);
+        }
+        if (_changelog is not null)
+        {
+            await _changelog.DisposeAsync().ConfigureAwait(false);
         }
         if (_raft is not null)
         {

@@ -63,7 +63,7 @@ public sealed class RaftLogOptions
 /// Ready is handled in the order Raft requires (snapshot, WAL append + fsync, hard state, send, apply).
 /// The newest snapshot body is kept in memory to serve followers that are behind (bounded by the state size).
 /// </summary>
-public sealed class RaftLog : IReplicatedLog, ISnapshotSource
+public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
 {
     /// <summary>Inputs handled before one Ready is written out.</summary>
     private const int InboxBatchMax = 1024;

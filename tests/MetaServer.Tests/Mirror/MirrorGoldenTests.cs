@@ -1,0 +1,171 @@
+// Golden tests freezing the mirror commands' encoding and snapshot format v3 (mirror section) byte for byte.
+//
+// GOLDENS MAY ONLY GROW (see GoldenTests): never edit a line of Golden/mirror.txt; add new cases and run once with
+// MIRRORFS_UPDATE_GOLDEN=1 to append them.
+using System.Runtime.CompilerServices;
+using Google.Protobuf;
+using MirrorFS.Core.Meta;
+using MirrorFS.MetaServer.Engine;
+using MirrorFS.MetaServer.Tests.Engine;
+
+namespace MirrorFS.MetaServer.Tests.Mirror;
+
+public sealed class MirrorGoldenTests
+{
+    private const long T0 = 1_700_000_000_123_456_789;
+    private const string File = "mirror.txt";
+
+    private static string GoldenPath([CallerFilePath] string source = "") =>
+        Path.Combine(Path.GetDirectoryName(Path.GetDirectoryName(source)!)!, "Golden", File);
+
+    internal static IEnumerable<(string Name, Command Cmd)> Commands()
+    {
+        var inner = new Command { NowNs = T0, SessionId = 7, Seq = 3, Heartbeat = new HeartbeatRequest() };
+        var entries = new Command { MirrorEntries = new MirrorEntriesRequest { FromIndex = 5, ThroughIndex = 9 } };
+        entries.MirrorEntries.Entries.Add(new ChangelogEntry { Index = 6, TimeNs = T0, Command = inner.ToByteString() });
+        entries.MirrorEntries.Entries.Add(new ChangelogEntry { Index = 8, TimeNs = T0 + 1, Command = ByteString.Empty });
+        yield return ("mirror_entries", entries);
+        var progress = new Command { NowNs = T0 + 2, MirrorProgress = new MirrorProgressRequest() };
+        progress.MirrorProgress.Mirrors.Add(new MirrorInfo { MirrorId = "mirror-s3", AppliedIndex = 42, LastSeenNs = T0 + 2, RegisteredNs = T0 });
+        yield return ("mirror_progress", progress);
+        yield return ("mirror_bootstrap", new Command
+        {
+            MirrorBootstrap = new MirrorBootstrapRequest { PrimaryIndex = 77, Offset = 1 << 20, Data = ByteString.CopyFrom(1, 2, 3), TotalBytes = (2 << 20) + 3, Last = true },
+        });
+        yield return ("promote", new Command { Promote = new PromoteRequest() });
+        yield return ("mirror_setup", new Command { MirrorSetup = new MirrorSetupRequest { Primary = "mirrorfs://10.0.0.1:9400,10.0.0.2:9400/vol", MirrorStorage = "s3://mirror-bucket/vol" } });
+    }
+
+    /// <summary>A primary's fixed state with a recorded mirror (snapshot v3, shared section only).</summary>
+    private static MetaStateMachine PrimaryWithMirror()
+    {
+        var sm = GoldenTests.BuildFixedState(out _);
+        var progress = Commands().First(c => c.Name == "mirror_progress").Cmd;
+        Assert.Equal(0, HeartbeatReply.Parser.ParseFrom(sm.Apply(sm.AppliedIndex + 1, progress.ToByteArray())).Errno);
+        return sm;
+    }
+
+    /// <summary>A mirror that applied the same commands wrapped, after setup and a Raft no-op.</summary>
+    private static MetaStateMachine MirrorOfIt()
+    {
+        using var primary = new MetaStateMachine();
+        var sm = new MetaStateMachine();
+        ulong own = 0;
+        Assert.Equal(0, HeartbeatReply.Parser.ParseFrom(sm.Apply(++own, Commands().First(c => c.Name == "mirror_setup").Cmd.ToByteArray())).Errno);
+        sm.Apply(++own, []); // a Raft no-op of the mirror's own log
+        var wrapped = new MirrorEntriesRequest { FromIndex = 1 };
+        ulong index = 0;
+        foreach (var cmd in FixedCommands())
+        {
+            wrapped.Entries.Add(new ChangelogEntry { Index = ++index, TimeNs = cmd.NowNs, Command = cmd.ToByteString() });
+        }
+        wrapped.ThroughIndex = index;
+        var reply = MirrorEntriesReply.Parser.ParseFrom(sm.Apply(++own, new Command { MirrorEntries = wrapped }.ToByteArray()));
+        Assert.Equal(0, reply.Errno);
+        Assert.Equal(index, reply.Index);
+        return sm;
+    }
+
+    /// <summary>The commands behind <see cref="PrimaryWithMirror"/>, recovered by replaying its build.</summary>
+    private static List<Command> FixedCommands()
+    {
+        // GoldenTests builds its state from its own list; rebuild the same list here through the public helper.
+        var cmds = GoldenTests.Commands().Where(c => c.Name is not ("close_session" or "expire_sessions")).Select(c => c.Cmd).ToList();
+        var alice = new Credentials { Uid = 1000, Gid = 1000 };
+        alice.Gids.Add([50, 60]);
+        var n = (string s) => ByteString.CopyFromUtf8(s);
+        cmds.Add(new Command { SessionId = 7, Seq = 30, NowNs = T0 + 50, NewInode = 9, Create = new CreateRequest { Cred = alice, Parent = 1, Name = n("open-unlinked"), Mode = 0x1A4 } });
+        cmds.Add(new Command { SessionId = 7, Seq = 31, NowNs = T0 + 51, Unlink = new UnlinkRequest { Cred = alice, Parent = 1, Name = n("open-unlinked") } });
+        cmds.Add(new Command { SessionId = 7, Seq = 32, NowNs = T0 + 52, SetXattr = new SetXattrRequest { Cred = alice, Inode = 3, Name = n("user.keep"), Value = n("v") } });
+        cmds.Add(new Command { SessionId = 7, Seq = 33, NowNs = T0 + 53, WriteSlice = new WriteSliceRequest { Cred = alice, Inode = 3, ChunkIndex = 0, Slice = new Slice { Id = 2, Size = 100, Length = 100 } } });
+        cmds.Add(new Command { SessionId = 7, Seq = 34, NowNs = T0 + 54, Truncate = new TruncateRequest { Cred = alice, Inode = 3, Size = 0 } });
+        cmds.Add(Commands().First(c => c.Name == "mirror_progress").Cmd);
+        return cmds;
+    }
+
+    private static string Hex(Action<Stream> write)
+    {
+        using var ms = new MemoryStream();
+        write(ms);
+        return Convert.ToHexString(ms.ToArray());
+    }
+
+    [Fact]
+    public void Mirror_commands_and_snapshot_v3_are_frozen()
+    {
+        using var primary = PrimaryWithMirror();
+        using var mirror = MirrorOfIt();
+        var actual = Commands().Select(c => (c.Name, Convert.ToHexString(c.Cmd.ToByteArray()))).ToList();
+        actual.Add(("snapshot_v3_primary_with_mirror", Hex(s => primary.WriteSnapshot(s))));
+        actual.Add(("snapshot_v3_mirror", Hex(s => mirror.WriteSnapshot(s))));
+        Verify(actual);
+
+        var golden = Read();
+        foreach (var (name, cmd) in Commands())
+        {
+            Assert.Equal(cmd, Command.Parser.ParseFrom(Convert.FromHexString(golden[name])));
+        }
+        // Frozen snapshots restore to states that re-encode identically, with their roles and indexes.
+        foreach (var name in new[] { "snapshot_v3_primary_with_mirror", "snapshot_v3_mirror" })
+        {
+            var bytes = Convert.FromHexString(golden[name]);
+            using var restored = new MetaStateMachine();
+            restored.RestoreSnapshot(new MemoryStream(bytes));
+            Assert.Equal(Convert.ToHexString(bytes), Hex(s => restored.WriteSnapshot(s)));
+        }
+        // The mirror reflects the same primary state: equal comparable snapshots, different own log positions.
+        Assert.Equal(Hex(s => primary.WriteComparableSnapshot(s)), Hex(s => mirror.WriteComparableSnapshot(s)));
+        Assert.Equal(MirrorRole.Mirror, mirror.Role);
+        Assert.NotEqual(primary.AppliedIndex, mirror.AppliedIndex);
+        Assert.Equal(primary.LogicalIndex, mirror.LogicalIndex);
+    }
+
+    private static Dictionary<string, string> Read()
+    {
+        var map = new Dictionary<string, string>();
+        if (!System.IO.File.Exists(GoldenPath()))
+        {
+            return map;
+        }
+        foreach (var line in System.IO.File.ReadAllLines(GoldenPath()))
+        {
+            if (line.Length > 0 && !line.StartsWith('#'))
+            {
+                var space = line.IndexOf(' ', StringComparison.Ordinal);
+                map.Add(line[..space], line[(space + 1)..]);
+            }
+        }
+        return map;
+    }
+
+    private static void Verify(List<(string Name, string Hex)> actual)
+    {
+        var golden = Read();
+        var missing = new List<string>();
+        foreach (var (name, hex) in actual)
+        {
+            if (golden.TryGetValue(name, out var expected))
+            {
+                Assert.True(expected == hex, $"golden {File}:{name} changed; encodings are frozen (goldens may only grow).\nexpected {expected}\nactual   {hex}");
+            }
+            else
+            {
+                missing.Add($"{name} {hex}");
+            }
+        }
+        if (missing.Count == 0)
+        {
+            return;
+        }
+        if (Environment.GetEnvironmentVariable("MIRRORFS_UPDATE_GOLDEN") == "1")
+        {
+            if (!System.IO.File.Exists(GoldenPath()))
+            {
+                System.IO.File.WriteAllText(GoldenPath(), "# Frozen mirror command encodings and snapshot format v3. GOLDENS MAY ONLY GROW: never edit or delete a line.\n");
+            }
+            System.IO.File.AppendAllLines(GoldenPath(), missing);
+            return;
+        }
+        Assert.Fail($"golden {File} lacks {string.Join(", ", missing.Select(m => m.Split(' ')[0]))}; run once with MIRRORFS_UPDATE_GOLDEN=1 to append them");
+    }
+}
