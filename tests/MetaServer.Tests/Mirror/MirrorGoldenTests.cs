@@ -6,7 +6,6 @@ using System.Runtime.CompilerServices;
 using Google.Protobuf;
 using MirrorFS.Core.Meta;
 using MirrorFS.MetaServer.Engine;
-using MirrorFS.MetaServer.Tests.Engine;
 
 namespace MirrorFS.MetaServer.Tests.Mirror;
 
@@ -39,16 +38,19 @@ public sealed class MirrorGoldenTests
     /// <summary>A primary's fixed state with a recorded mirror (snapshot v3, shared section only).</summary>
     private static MetaStateMachine PrimaryWithMirror()
     {
-        var sm = GoldenTests.BuildFixedState(out _);
-        var progress = Commands().First(c => c.Name == "mirror_progress").Cmd;
-        Assert.Equal(0, HeartbeatReply.Parser.ParseFrom(sm.Apply(sm.AppliedIndex + 1, progress.ToByteArray())).Errno);
+        var sm = new MetaStateMachine();
+        ulong index = 0;
+        foreach (var cmd in FixedCommands())
+        {
+            var errno = HeartbeatReply.Parser.ParseFrom(sm.Apply(++index, cmd.ToByteArray())).Errno;
+            Assert.True(errno == 0, $"fixed command {index} failed with errno {errno}");
+        }
         return sm;
     }
 
     /// <summary>A mirror that applied the same commands wrapped, after setup and a Raft no-op.</summary>
     private static MetaStateMachine MirrorOfIt()
     {
-        using var primary = new MetaStateMachine();
         var sm = new MetaStateMachine();
         ulong own = 0;
         Assert.Equal(0, HeartbeatReply.Parser.ParseFrom(sm.Apply(++own, Commands().First(c => c.Name == "mirror_setup").Cmd.ToByteArray())).Errno);
@@ -66,20 +68,44 @@ public sealed class MirrorGoldenTests
         return sm;
     }
 
-    /// <summary>The commands behind <see cref="PrimaryWithMirror"/>, recovered by replaying its build.</summary>
+    /// <summary>A small fixed history (defined here, so other goldens growing cannot change it): a volume, a session,
+    /// a directory, a file with data then truncated (a pending delete), an xattr, a symlink, and a mirror's progress.</summary>
     private static List<Command> FixedCommands()
     {
-        // GoldenTests builds its state from its own list; rebuild the same list here through the public helper.
-        var cmds = GoldenTests.Commands().Where(c => c.Name is not ("close_session" or "expire_sessions")).Select(c => c.Cmd).ToList();
         var alice = new Credentials { Uid = 1000, Gid = 1000 };
-        alice.Gids.Add([50, 60]);
         var n = (string s) => ByteString.CopyFromUtf8(s);
-        cmds.Add(new Command { SessionId = 7, Seq = 30, NowNs = T0 + 50, NewInode = 9, Create = new CreateRequest { Cred = alice, Parent = 1, Name = n("open-unlinked"), Mode = 0x1A4 } });
-        cmds.Add(new Command { SessionId = 7, Seq = 31, NowNs = T0 + 51, Unlink = new UnlinkRequest { Cred = alice, Parent = 1, Name = n("open-unlinked") } });
-        cmds.Add(new Command { SessionId = 7, Seq = 32, NowNs = T0 + 52, SetXattr = new SetXattrRequest { Cred = alice, Inode = 3, Name = n("user.keep"), Value = n("v") } });
-        cmds.Add(new Command { SessionId = 7, Seq = 33, NowNs = T0 + 53, WriteSlice = new WriteSliceRequest { Cred = alice, Inode = 3, ChunkIndex = 0, Slice = new Slice { Id = 2, Size = 100, Length = 100 } } });
-        cmds.Add(new Command { SessionId = 7, Seq = 34, NowNs = T0 + 54, Truncate = new TruncateRequest { Cred = alice, Inode = 3, Size = 0 } });
-        cmds.Add(Commands().First(c => c.Name == "mirror_progress").Cmd);
+        Command C(ulong seq, long t) => new() { SessionId = 7, Seq = seq, AckedSeq = seq - 1, NowNs = T0 + t };
+        var cmds = new List<Command>
+        {
+            new() { NowNs = T0, Format = new FormatRequest { Cred = new Credentials(), RootMode = 0x1FF, Volume = new Volume { Name = "vol", Uuid = "0f8fad5b-d9cb-469f-a165-70867728950e", Storage = "s3://bucket/vol", BlockSize = 4 << 20 } } },
+            new() { NowNs = T0 + 1, NewId = 7, NewSession = new NewSessionRequest { Info = new ClientInfo { Hostname = "host-a" } } },
+        };
+        var c = C(1, 2);
+        c.NewInode = 2;
+        c.Mkdir = new MkdirRequest { Cred = alice, Parent = 1, Name = n("dir"), Mode = 0x1ED };
+        cmds.Add(c);
+        c = C(2, 3);
+        c.NewInode = 3;
+        c.Create = new CreateRequest { Cred = alice, Parent = 2, Name = n("file"), Mode = 0x1A4 };
+        cmds.Add(c);
+        c = C(3, 4);
+        c.NewId = 1;
+        c.NewSliceIds = new NewSliceIdsRequest { Cred = alice, Count = 4 };
+        cmds.Add(c);
+        c = C(4, 5);
+        c.WriteSlice = new WriteSliceRequest { Cred = alice, Inode = 3, ChunkIndex = 0, Slice = new Slice { Id = 1, Size = 100, Length = 100 } };
+        cmds.Add(c);
+        c = C(5, 6);
+        c.Truncate = new TruncateRequest { Cred = alice, Inode = 3, Size = 0 };
+        cmds.Add(c);
+        c = C(6, 7);
+        c.SetXattr = new SetXattrRequest { Cred = alice, Inode = 3, Name = n("user.k"), Value = n("v") };
+        cmds.Add(c);
+        c = C(7, 8);
+        c.NewInode = 4;
+        c.Symlink = new SymlinkRequest { Cred = alice, Parent = 1, Name = n("ln"), Target = n("dir/file") };
+        cmds.Add(c);
+        cmds.Add(Commands().First(x => x.Name == "mirror_progress").Cmd);
         return cmds;
     }
 
