@@ -22,11 +22,21 @@ public static class CliApp
         root.Subcommands.Add(UmountCommand.Create(ctx));
         root.Subcommands.Add(BenchCommand.Create(ctx));
         root.Subcommands.Add(ObjBenchCommand.Create(ctx));
+        root.Subcommands.Add(InstallHelperCommand.Create(ctx));
         return root;
     }
 
     public static async Task<int> RunAsync(RootCommand root, string[] args, CliContext ctx, CancellationToken ct = default)
     {
+        try
+        {
+            args = MountOptions.Expand(args);
+        }
+        catch (CliException e)
+        {
+            await ctx.Err.WriteLineAsync($"mirrorfs: {e.Message} (see mirrorfs mount --help)").ConfigureAwait(false);
+            return Usage;
+        }
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {

@@ -39,6 +39,9 @@ public sealed record VfsOptions
 
     /// <summary>Entries asked per ReadDir page.</summary>
     public uint ReadDirPageEntries { get; init; } = 1024;
+
+    /// <summary>Where cache hits and misses are counted; null for nowhere.</summary>
+    public VfsMetrics? Metrics { get; init; }
 }
 
 /// <summary>Who makes a call (FUSE's fuse_ctx plus supplementary groups).</summary>
