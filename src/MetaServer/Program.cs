@@ -29,7 +29,8 @@ public static class Program
             Description = "Take a snapshot after this many log entries",
             DefaultValueFactory = _ => 100_000,
         };
-        var cmd = new Command("serve", "Run a durable single-node metaserver") { data, listen, tokenFile, noAuth, snapshotEvery };
+        var metrics = new Option<string?>("--metrics") { Description = "Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9568" };
+        var cmd = new Command("serve", "Run a durable single-node metaserver") { data, listen, tokenFile, noAuth, snapshotEvery, metrics };
         cmd.SetAction(async (parse, ct) =>
         {
             var dir = Path.GetFullPath(parse.GetValue(data)!);
@@ -62,6 +63,7 @@ public static class Program
                     BearerToken = token,
                     SnapshotEveryEntries = parse.GetValue(snapshotEvery),
                     LoggerFactory = loggers,
+                    MetricsListen = parse.GetValue(metrics),
                 }, ct);
             }
             catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or FormatException)
@@ -71,7 +73,8 @@ public static class Program
             }
             await using (host)
             {
-                Console.Out.WriteLine($"mirrorfs-meta listening on {host.Address}");
+                Console.Out.WriteLine($"mirrorfs-meta listening on {host.Address}"
+                                      + (host.Metrics.Address is { } m ? $", metrics at http://{m}/metrics" : ""));
                 Console.Out.Flush();
                 try
                 {

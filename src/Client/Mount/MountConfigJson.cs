@@ -27,6 +27,9 @@ public static partial class MountConfigJson
 {
     public const string Redacted = "***";
 
+    // Marks a property that is not a plain setting (never inserted anywhere).
+    private static readonly JsonNode Skip = JsonValue.Create("skip");
+
     /// <summary>{"version", "pid", "mount": {...}, "vfs": {...}, "volume": {...}}; built fresh at each open.</summary>
     public static string Build(MountInfo mount, VfsOptions options, Volume volume)
     {
@@ -50,10 +53,22 @@ public static partial class MountConfigJson
         var o = new JsonObject();
         foreach (var p in typeof(VfsOptions).GetProperties(BindingFlags.Public | BindingFlags.Instance).OrderBy(p => p.Name, StringComparer.Ordinal))
         {
-            var t = Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType;
-            if (t.IsPrimitive || t == typeof(string) || t.IsEnum || t == typeof(decimal))
+            JsonNode? value = p.GetValue(options) switch
             {
-                o[JsonNamingPolicy.CamelCase.ConvertName(p.Name)] = JsonValue.Create(p.GetValue(options) is { } v && t.IsEnum ? v.ToString() : p.GetValue(options));
+                bool b => JsonValue.Create(b),
+                int i => JsonValue.Create(i),
+                uint u => JsonValue.Create(u),
+                long l => JsonValue.Create(l),
+                ulong ul => JsonValue.Create(ul),
+                double d => JsonValue.Create(d),
+                string str => JsonValue.Create(str),
+                Enum e => JsonValue.Create(e.ToString()),
+                null when p.PropertyType == typeof(string) => null,
+                _ => Skip,
+            };
+            if (!ReferenceEquals(value, Skip))
+            {
+                o[JsonNamingPolicy.CamelCase.ConvertName(p.Name)] = value;
             }
         }
         return o;

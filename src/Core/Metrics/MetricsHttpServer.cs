@@ -13,8 +13,8 @@ using MirrorFS.Core.Rpc;
 namespace MirrorFS.Core.Metrics;
 
 /// <summary>
-/// Serves <see cref="MetricsRegistry.Collect"/> at <c>GET /metrics</c> on its own Kestrel instance (HTTP/1.1 and
-/// HTTP/2), apart from any RPC listener so scrapers need no gRPC and the RPC port needs no plain HTTP.
+/// Serves <see cref="MetricsRegistry.Collect"/> at <c>GET /metrics</c> on its own Kestrel instance (HTTP/1.1),
+/// apart from any RPC listener so scrapers need no gRPC and the RPC port needs no plain HTTP.
 /// Any other path answers 404, any other method 405.
 /// </summary>
 public sealed class MetricsHttpServer : IAsyncDisposable
@@ -61,7 +61,8 @@ public sealed class MetricsHttpServer : IAsyncDisposable
             k.AddServerHeader = false;
             k.Limits.MaxConcurrentConnections = ConnectionsMax;
             k.Limits.MaxRequestBodySize = 0;
-            k.Listen(endpoint, l => l.Protocols = HttpProtocols.Http1AndHttp2);
+            // Scrapers speak HTTP/1.1; cleartext HTTP/2 would need prior knowledge and buys nothing here.
+            k.Listen(endpoint, l => l.Protocols = HttpProtocols.Http1);
         });
         builder.Services.Configure<Microsoft.Extensions.Hosting.HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromMilliseconds(ShutdownTimeoutMs));
         builder.Logging.ClearProviders();

@@ -27,6 +27,9 @@ public sealed record MetaServerOptions
     public int SessionSweepMs { get; init; } = 10_000;
 
     public ILoggerFactory? LoggerFactory { get; init; }
+
+    /// <summary>"ip:port" of a plain-HTTP listener serving GET /metrics; null for none.</summary>
+    public string? MetricsListen { get; init; }
 }
 
 public sealed class MetaServerHost : IAsyncDisposable
@@ -37,6 +40,7 @@ public sealed class MetaServerHost : IAsyncDisposable
     private MetaStateMachine? _state;
     private DurableSingleNodeLog? _log;
     private RpcServer? _rpc;
+    private MetaServerMetrics? _metrics;
     private Task? _sweeper;
 
     private MetaServerHost(MetaServerOptions options)
@@ -48,6 +52,9 @@ public sealed class MetaServerHost : IAsyncDisposable
     public MetaService Service { get; private set; } = null!;
 
     public DurableSingleNodeLog Log => _log!;
+
+    /// <summary>This node's metrics (RPC, commit latency, indexes, sessions, inodes).</summary>
+    public MetaServerMetrics Metrics => _metrics!;
 
     /// <summary>host:port the server answers on.</summary>
     public string Address => _rpc!.Address;
@@ -76,15 +83,18 @@ public sealed class MetaServerHost : IAsyncDisposable
             Directory = _options.DataDirectory,
             SnapshotEveryEntries = _options.SnapshotEveryEntries,
         }, _options.LoggerFactory?.CreateLogger("mirrorfs-meta.log"));
-        Service = new MetaService(_state, _log);
+        _metrics = new MetaServerMetrics(_state, _log);
+        Service = new MetaService(_state, _metrics.Measure(_log));
         _rpc = new RpcServer(new RpcServerOptions
         {
             Listen = _options.Listen,
             BearerToken = _options.BearerToken,
             LoggerFactory = _options.LoggerFactory,
+            Metrics = _metrics.Registry,
         });
         _rpc.MapMetaService(Service, Translate);
         await _rpc.StartAsync(ct).ConfigureAwait(false);
+        await _metrics.StartListenerAsync(_options.MetricsListen, _options.LoggerFactory, ct).ConfigureAwait(false);
         _sweeper = Task.Run(SweepSessionsAsync, CancellationToken.None);
         _logger.LogInformation("mirrorfs-meta serving on {Address}, data in {Dir}, applied index {Index}",
             Address, _options.DataDirectory, _log.AppliedIndex);
@@ -136,6 +146,10 @@ public sealed class MetaServerHost : IAsyncDisposable
         if (_rpc is not null)
         {
             await _rpc.DisposeAsync().ConfigureAwait(false);
+        }
+        if (_metrics is not null)
+        {
+            await _metrics.DisposeAsync().ConfigureAwait(false);
         }
         if (_sweeper is not null)
         {
