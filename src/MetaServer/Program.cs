@@ -73,8 +73,11 @@ public static class Program
             }
             await using (host)
             {
-                Console.Out.WriteLine($"mirrorfs-meta listening on {host.Address}"
-                                      + (host.Metrics.Address is { } m ? $", metrics at http://{m}/metrics" : ""));
+                Console.Out.WriteLine($"mirrorfs-meta listening on {host.Address}");
+                if (host.Metrics.Address is { } m)
+                {
+                    Console.Out.WriteLine($"mirrorfs-meta metrics at http://{m}/metrics");
+                }
                 Console.Out.Flush();
                 try
                 {
