@@ -120,14 +120,9 @@ public sealed class AccessLog
             try
             {
                 var n = TakePending(dest);
-                if (n == 0)
+                if (n == 0 && !_lines.Reader.TryPeek(out _) && StageDropNotice())
                 {
-                    var dropped = Interlocked.Exchange(ref _dropped, 0);
-                    if (dropped > 0)
-                    {
-                        Stage($"# {dropped} lines dropped: this reader was too slow");
-                        n = TakePending(dest);
-                    }
+                    n = TakePending(dest);
                 }
                 if (n == 0)
                 {
@@ -142,14 +137,25 @@ public sealed class AccessLog
                     }
                     catch (OperationCanceledException) when (!ct.IsCancellationRequested)
                     {
-                        Stage("#");
+                        if (!StageDropNotice())
+                        {
+                            Stage("#");
+                        }
                         return TakePending(dest);
                     }
                 }
-                // Then whatever else is queued, without waiting, while whole lines fit.
-                while (n < dest.Length && _pendingAt >= _pending.Length && _lines.Reader.TryRead(out var line))
+                // Then whatever else is queued, without waiting, while whole lines fit; the drop notice goes where
+                // the queue ran dry, which is where the lines went missing.
+                while (n < dest.Length && _pendingAt >= _pending.Length)
                 {
-                    Stage(line);
+                    if (_lines.Reader.TryRead(out var line))
+                    {
+                        Stage(line);
+                    }
+                    else if (!StageDropNotice())
+                    {
+                        break;
+                    }
                     if (n > 0 && _pending.Length > dest.Length - n)
                     {
                         break; // keep it whole for the next read rather than split it
@@ -162,6 +168,17 @@ public sealed class AccessLog
             {
                 _readGate.Release();
             }
+        }
+
+        private bool StageDropNotice()
+        {
+            var dropped = Interlocked.Exchange(ref _dropped, 0);
+            if (dropped == 0)
+            {
+                return false;
+            }
+            Stage($"# {dropped} lines dropped: this reader was too slow");
+            return true;
         }
 
         private void Stage(string line)
