@@ -51,7 +51,8 @@ public sealed class MountEnv : IAsyncDisposable
         return d;
     }
 
-    public static async Task<MountEnv> StartAsync(ITestOutputHelper log, string blockSize = "1M")
+    /// <param name="storageQuery">Appended to the file:// storage URI (e.g. "?secret-key=..." to check it stays hidden).</param>
+    public static async Task<MountEnv> StartAsync(ITestOutputHelper log, string blockSize = "1M", string storageQuery = "")
     {
         if (!File.Exists("/dev/fuse"))
         {
@@ -69,7 +70,7 @@ public sealed class MountEnv : IAsyncDisposable
         var o = new StringWriter();
         var e = new StringWriter();
         var code = await Program.RunAsync(
-            ["format", env.MetaUrl, Volume, "--storage", "file://" + blocks, "--block-size", blockSize, "--token-file", env.TokenFile],
+            ["format", env.MetaUrl, Volume, "--storage", "file://" + blocks + storageQuery, "--block-size", blockSize, "--token-file", env.TokenFile],
             o, e);
         if (code != 0)
         {
