@@ -140,6 +140,10 @@ public static class MountCommand
                 throw new CliException(e.Message);
             }
             log.LogInformation("metrics at {Url}", metricsServer.Url);
+            if (System.Net.IPEndPoint.TryParse(addr, out var ep) && !System.Net.IPAddress.IsLoopback(ep.Address))
+            {
+                log.LogWarning("metrics are served to other hosts on {Address}; use 127.0.0.1:PORT to keep them local", addr);
+            }
         }
         await using var metricsOwner = metricsServer;
 
