@@ -1,29 +1,26 @@
 #!/usr/bin/env bash
-# One-machine MirrorFS: builds (Release), runs a metaserver, formats volume myfs on a local file store and mounts it
-# at ./mnt. Rerunning reuses what is already running. `bash deploy/quickstart.sh stop` unmounts and stops it all.
+# One-machine MirrorFS: builds (Release), runs a three-member metaserver cluster on loopback (deploy/cluster.sh), formats
+# volume myfs on a local file store and mounts it at ./mnt. Rerunning reuses what is already running.
+# `bash deploy/quickstart.sh stop` unmounts and stops it all.
 # Installs fuse3 first (deploy/install-deps.sh) when it is missing and this runs as root.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 STATE=$ROOT/.mirrorfs
-LISTEN=127.0.0.1:9400
+CLUSTER=$STATE/cluster
+BASEPORT=9400
+MEMBERS=127.0.0.1:9401,127.0.0.1:9402,127.0.0.1:9403
 VOLUME=myfs
-URL="mirrorfs://$LISTEN/$VOLUME"
-TOKEN_FILE=$STATE/meta/token
-PID_FILE=$STATE/meta.pid
-LOG=$STATE/meta.log
+URL="mirrorfs://$MEMBERS/$VOLUME"
+TOKEN_FILE=$CLUSTER/token
+LEGACY_PID_FILE=$STATE/meta.pid # the single metaserver earlier quick starts ran
 MNT=$ROOT/mnt
 META_BIN=$ROOT/src/MetaServer/bin/Release/net10.0/mirrorfs-meta
 CLI_BIN=$ROOT/src/Client/bin/Release/net10.0/mirrorfs
-START_WAIT_S=30
 
 say() { printf 'quickstart: %s\n' "$*"; }
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
-
-meta_running() {
-  [[ -f $PID_FILE ]] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null
-}
 
 mounted() {
   # mountinfo escapes spaces as \040; the quick start's path has none in the usual case.
@@ -35,15 +32,14 @@ stop() {
     say "unmounting $MNT"
     if [[ -x $CLI_BIN ]]; then "$CLI_BIN" umount "$MNT" || "$CLI_BIN" umount --lazy "$MNT"; else fusermount3 -uz "$MNT"; fi
   fi
-  if meta_running; then
-    local pid
-    pid=$(cat "$PID_FILE")
-    say "stopping metaserver (pid $pid)"
-    kill "$pid"
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && { say "metaserver did not stop within 5 s; killing it"; kill -9 "$pid"; }
+  if [[ -d $CLUSTER ]]; then
+    bash deploy/cluster.sh stop "$CLUSTER"
   fi
-  rm -f "$PID_FILE"
+  if [[ -f $LEGACY_PID_FILE ]] && kill -0 "$(cat "$LEGACY_PID_FILE")" 2>/dev/null; then
+    say "stopping the single metaserver of an earlier quick start"
+    kill "$(cat "$LEGACY_PID_FILE")"
+  fi
+  rm -f "$LEGACY_PID_FILE"
   say "stopped (data kept in $STATE; remove it to start afresh)"
 }
 
@@ -65,23 +61,14 @@ say "building (Release)"
 dotnet build src/MetaServer -c Release -nologo -v quiet >/dev/null || die "building src/MetaServer failed: run 'dotnet build src/MetaServer -c Release' to see why"
 dotnet build src/Client -c Release -nologo -v quiet >/dev/null || die "building src/Client failed: run 'dotnet build src/Client -c Release' to see why"
 
-mkdir -p "$STATE/meta" "$STATE/blocks" "$MNT"
+mkdir -p "$STATE/blocks" "$MNT"
 
-if meta_running; then
-  say "metaserver already running (pid $(cat "$PID_FILE"))"
-else
-  say "starting metaserver on $LISTEN (log: $LOG)"
-  nohup "$META_BIN" serve --data "$STATE/meta" --listen "$LISTEN" >>"$LOG" 2>&1 </dev/null &
-  echo $! >"$PID_FILE"
+if [[ -f $LEGACY_PID_FILE ]] && kill -0 "$(cat "$LEGACY_PID_FILE")" 2>/dev/null; then
+  die "the single metaserver of an earlier quick start still runs: 'bash deploy/quickstart.sh stop' first"
 fi
-
-# Ready means: the token exists and the port accepts connections.
-for ((i = 0; i < START_WAIT_S * 10; i++)); do
-  meta_running || die "metaserver exited; see the end of $LOG"
-  if [[ -s $TOKEN_FILE ]] && (exec 3<>"/dev/tcp/${LISTEN%:*}/${LISTEN#*:}") 2>/dev/null; then break; fi
-  sleep 0.1
-done
-(exec 3<>"/dev/tcp/${LISTEN%:*}/${LISTEN#*:}") 2>/dev/null || die "metaserver did not listen on $LISTEN within $START_WAIT_S s; see $LOG"
+say "starting a three-member metaserver cluster on $MEMBERS (deploy/cluster.sh, logs in $CLUSTER)"
+MIRRORFS_META=$META_BIN bash deploy/cluster.sh start "$CLUSTER" "$BASEPORT" >/dev/null \
+  || die "the metaserver cluster did not start; see $CLUSTER/n*.log"
 
 if "$CLI_BIN" status "$URL" --token-file "$TOKEN_FILE" >/dev/null 2>&1; then
   say "volume $VOLUME already formatted"
@@ -103,8 +90,9 @@ cat <<EOF
 MirrorFS is running.
   files:     $MNT                  (try: echo hello > mnt/hello.txt; cat mnt/hello.txt)
   status:    $CLI_BIN status $URL --token-file $TOKEN_FILE
+  cluster:   $META_BIN cluster status --meta $MEMBERS --token-file $TOKEN_FILE
   file info: $CLI_BIN info mnt/hello.txt --token-file $TOKEN_FILE
   benchmark: $CLI_BIN bench $MNT --big-file-size 256M --small-files 500
-  logs:      $LOG
+  logs:      $CLUSTER/n1.log n2.log n3.log
   stop:      bash deploy/quickstart.sh stop
 EOF

@@ -22,6 +22,8 @@ public static class CliApp
         root.Subcommands.Add(UmountCommand.Create(ctx));
         root.Subcommands.Add(BenchCommand.Create(ctx));
         root.Subcommands.Add(ObjBenchCommand.Create(ctx));
+        root.Subcommands.Add(GcCommand.Create(ctx));
+        root.Subcommands.Add(FsckCommand.Create(ctx));
         root.Subcommands.Add(InstallHelperCommand.Create(ctx));
         return root;
     }

@@ -31,6 +31,9 @@ public static class MountCommand
         var attrCache = new Option<double>("--attr-cache") { Description = "Seconds the kernel caches attributes", DefaultValueFactory = _ => 1.0 };
         var entryCache = new Option<double>("--entry-cache") { Description = "Seconds the kernel caches name lookups", DefaultValueFactory = _ => 1.0 };
         var readOnly = new Option<bool>("--read-only") { Description = "Mount read-only" };
+        var deleteInterval = new Option<int>("--delete-interval") { Description = "Seconds between passes deleting blocks of removed data (0 = this client does not delete)", DefaultValueFactory = _ => 10 };
+        var compactSlices = new Option<int>("--compact-slices") { Description = "Compact a chunk this client wrote once it has more slices than this (0 = never)", DefaultValueFactory = _ => 20 };
+        var compactDelay = new Option<int>("--compact-delay") { Description = "Seconds slices replaced by compaction are kept before deletion", DefaultValueFactory = _ => 3600 };
         var tokenFile = MetaConnection.TokenFileOption();
         var metrics = new Option<string?>("--metrics")
         {
@@ -44,7 +47,8 @@ public static class MountCommand
         var cmd = new Command("mount", "Mount a volume (-o a,b=c is read as --a --b c, as /etc/fstab and mount.mirrorfs pass options)")
         {
             metaUrl, mountPoint, background, logFile, cacheDir, cacheSize, memCache, bufferSize, maxUploads, prefetch,
-            attrCache, entryCache, readOnly, tokenFile, metrics, hideInternal, fuseOptions,
+            attrCache, entryCache, readOnly, deleteInterval, compactSlices, compactDelay, tokenFile, metrics, hideInternal,
+            fuseOptions,
         };
         cmd.SetAction(CliApp.Guard(ctx, "mount", async (parse, ct) =>
         {
@@ -61,6 +65,9 @@ public static class MountCommand
                 MemoryCacheBytesMax = Sizes.Parse(parse.GetValue(memCache)!, "--memory-cache"),
                 DiskCacheDirectory = parse.GetValue(cacheDir) is { } d ? Path.GetFullPath(d) : null,
                 DiskCacheBytesMax = Sizes.Parse(parse.GetValue(cacheSize)!, "--cache-size"),
+                DeleteIntervalMs = Math.Min(NonNegative(parse.GetValue(deleteInterval), "--delete-interval"), int.MaxValue / 1000) * 1000,
+                CompactSlicesMax = NonNegative(parse.GetValue(compactSlices), "--compact-slices"),
+                CompactDeleteDelay = TimeSpan.FromSeconds(NonNegative(parse.GetValue(compactDelay), "--compact-delay")),
             };
             var token = MetaConnection.ResolveToken(url, parse.GetValue(tokenFile), ctx);
             if (parse.GetValue(background))
@@ -86,6 +93,8 @@ public static class MountCommand
 
     private static double NonNegative(double v, string what) =>
         v >= 0 ? v : throw new CliException($"{what} must be 0 or more seconds, not {v.ToString(CultureInfo.InvariantCulture)}");
+
+    private static int NonNegative(int v, string what) => v >= 0 ? v : throw new CliException($"{what} must be 0 or more, not {v}");
 
     private static int Positive(int v, string what) => v > 0 ? v : throw new CliException($"{what} must be at least 1, not {v}");
 

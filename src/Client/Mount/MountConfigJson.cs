@@ -62,6 +62,7 @@ public static partial class MountConfigJson
                 ulong ul => JsonValue.Create(ul),
                 double d => JsonValue.Create(d),
                 string str => JsonValue.Create(str),
+                TimeSpan ts => JsonValue.Create(ts.ToString("c", System.Globalization.CultureInfo.InvariantCulture)),
                 Enum e => JsonValue.Create(e.ToString()),
                 null when p.PropertyType == typeof(string) => null,
                 _ => Skip,

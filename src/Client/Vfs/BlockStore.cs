@@ -90,7 +90,14 @@ internal sealed class BlockStore : IDisposable
         {
             return Task.FromResult(cached);
         }
-        return _fetching.GetOrAdd(key, k => FetchAsync(k, size));
+        var fetch = _fetching.GetOrAdd(key, k => FetchAsync(k, size));
+        if (fetch.IsCompleted)
+        {
+            // A fetch that finished before GetOrAdd stored it (a store answering synchronously) already ran its
+            // removal: without this it would stay in the table for good, an unbounded cache of deleted blocks.
+            _fetching.TryRemove(KeyValuePair.Create(key, fetch));
+        }
+        return fetch;
 
         async Task<byte[]> FetchAsync(string k, int expected)
         {

@@ -47,6 +47,8 @@ public sealed class MirrorVfs : IAsyncDisposable
     private readonly ConcurrentDictionary<ulong, InodeState> _inodes = new();
     private readonly ConcurrentDictionary<ulong, FileHandle> _files = new();
     private readonly ConcurrentDictionary<ulong, ulong> _dirs = new();
+    private readonly BlockDeleter? _deleter;
+    private readonly ChunkCompactor? _compactor;
     private long _nextHandle;
     private int _disposed;
 
@@ -62,6 +64,19 @@ public sealed class MirrorVfs : IAsyncDisposable
         _blocks = new BlockStore(store, volume.Name, blockSize, _options, log);
         _ids = new SliceIdPool(session, _options.SliceIdBatch);
         _budget = new ByteBudget(_options.BufferBytesMax);
+        if (_options.DeleteIntervalMs > 0)
+        {
+            _deleter = new BlockDeleter(session, store, volume.Name, blockSize, log, _options.DeleteBatchSlices);
+            _deleter.Start(_options.DeleteIntervalMs);
+        }
+        if (_options.CompactSlicesMax > 0)
+        {
+            _compactor = new ChunkCompactor(session, store, volume.Name, blockSize, _options.CompactDeleteDelay, log)
+            {
+                Compacted = inode => Known(inode)?.DropChunks(),
+            };
+            _compactor.Start(_options.CompactSlicesMax, Math.Max(1, _options.CompactQuietMs));
+        }
     }
 
     public Volume Volume { get; }
@@ -210,7 +225,11 @@ public sealed class MirrorVfs : IAsyncDisposable
         lock (st.Gate)
         {
             return st.Writer ??= new FileWriter(st.Inode, _blocks, _ids, _session, _budget, _options,
-                (_, attr) => st.SetAttr(attr), FreezeAllWriters, _log);
+                (chunk, attr) =>
+                {
+                    st.SetAttr(attr);
+                    _compactor?.Touched(st.Inode, chunk);
+                }, FreezeAllWriters, _log);
         }
     }
 
@@ -525,29 +544,23 @@ public sealed class MirrorVfs : IAsyncDisposable
             }
             var n = (int)Math.Min(dest.Length, size - offset);
             var sequential = offset == h.LastReadEnd || offset == 0;
-            var tasks = new List<Task>();
-            foreach (var piece in BlockLayout.SplitByChunk(offset, n))
+            int readErr;
+            try
             {
-                var slices = await ChunkAsync(ctx, st, (uint)piece.ChunkIndex);
-                if (slices is null)
-                {
-                    return VfsResult<int>.Fail(Errno.EIO);
-                }
-                var target = dest.Slice((int)piece.BufferOffset, piece.Length);
-                foreach (var seg in SliceMap.Visible(slices, piece.OffsetInChunk, piece.OffsetInChunk + piece.Length))
-                {
-                    var part = target.Slice(seg.Pos - piece.OffsetInChunk, seg.Length);
-                    if (seg.SliceId == 0)
-                    {
-                        part.Span.Clear();
-                    }
-                    else
-                    {
-                        tasks.Add(_blocks.ReadSliceAsync(seg.SliceId, seg.SliceSize, seg.OffsetInSlice, part, sequential, CancellationToken.None));
-                    }
-                }
+                readErr = await ReadRangeAsync(ctx, st, offset, dest[..n], sequential);
             }
-            await Task.WhenAll(tasks);
+            catch (MissingBlockException e)
+            {
+                // A cached slice list may be older than a compaction whose replaced slices are deleted by now:
+                // read the list again once before calling the data lost.
+                _log.LogInformation("inode {Inode}: {Error}; reading its slice lists again", inode, e.Message);
+                st.DropChunks();
+                readErr = await ReadRangeAsync(ctx, st, offset, dest[..n], sequential);
+            }
+            if (readErr != 0)
+            {
+                return VfsResult<int>.Fail(readErr);
+            }
             h.LastReadEnd = offset + n;
             if (sequential && _options.PrefetchBlocks > 0 && offset + n < size)
             {
@@ -556,6 +569,35 @@ public sealed class MirrorVfs : IAsyncDisposable
             }
             return VfsResult<int>.Success(n);
         });
+
+    /// <summary>Fills <paramref name="dest"/> with the file's bytes at <paramref name="offset"/> (within its size).</summary>
+    private async Task<int> ReadRangeAsync(VfsContext ctx, InodeState st, long offset, Memory<byte> dest, bool sequential)
+    {
+        var tasks = new List<Task>();
+        foreach (var piece in BlockLayout.SplitByChunk(offset, dest.Length))
+        {
+            var slices = await ChunkAsync(ctx, st, (uint)piece.ChunkIndex);
+            if (slices is null)
+            {
+                return Errno.EIO;
+            }
+            var target = dest.Slice((int)piece.BufferOffset, piece.Length);
+            foreach (var seg in SliceMap.Visible(slices, piece.OffsetInChunk, piece.OffsetInChunk + piece.Length))
+            {
+                var part = target.Slice(seg.Pos - piece.OffsetInChunk, seg.Length);
+                if (seg.SliceId == 0)
+                {
+                    part.Span.Clear();
+                }
+                else
+                {
+                    tasks.Add(_blocks.ReadSliceAsync(seg.SliceId, seg.SliceSize, seg.OffsetInSlice, part, sequential, CancellationToken.None));
+                }
+            }
+        }
+        await Task.WhenAll(tasks);
+        return Errno.OK;
+    }
 
     /// <summary>Starts downloads of the blocks after a sequential read, using cached slice lists only.</summary>
     private void ReadAhead(InodeState st, long offset, long length)
@@ -771,6 +813,14 @@ public sealed class MirrorVfs : IAsyncDisposable
         if (err != 0)
         {
             _log.LogError("unmount: buffered writes could not be committed (errno {Errno}); that data is lost", err);
+        }
+        if (_compactor is not null)
+        {
+            await _compactor.DisposeAsync();
+        }
+        if (_deleter is not null)
+        {
+            await _deleter.DisposeAsync();
         }
         if (_ownsSession)
         {

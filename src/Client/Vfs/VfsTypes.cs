@@ -40,6 +40,21 @@ public sealed record VfsOptions
     /// <summary>Entries asked per ReadDir page.</summary>
     public uint ReadDirPageEntries { get; init; } = 1024;
 
+    /// <summary>Pause between passes of the background job deleting blocks of unreferenced slices; 0 = none here.</summary>
+    public int DeleteIntervalMs { get; init; } = 10_000;
+
+    /// <summary>Pending slices deleted, then confirmed, per batch.</summary>
+    public int DeleteBatchSlices { get; init; } = 256;
+
+    /// <summary>A chunk this client wrote to is compacted into one slice once it has more slices than this; 0 = never.</summary>
+    public int CompactSlicesMax { get; init; } = 20;
+
+    /// <summary>A chunk is checked for compaction once no write of this client touched it for this long.</summary>
+    public int CompactQuietMs { get; init; } = 5_000;
+
+    /// <summary>How long slices replaced by compaction are kept (readers may hold the old slice list meanwhile).</summary>
+    public TimeSpan CompactDeleteDelay { get; init; } = TimeSpan.FromHours(1);
+
     /// <summary>Where cache hits and misses are counted; null for nowhere.</summary>
     public VfsMetrics? Metrics { get; init; }
 }

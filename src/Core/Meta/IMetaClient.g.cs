@@ -68,4 +68,12 @@ public partial interface IMetaClient
     Task<GetVolumeReply> GetVolumeAsync(GetVolumeRequest request, CancellationToken ct = default);
 
     Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest request, CancellationToken ct = default);
+
+    Task<ListPendingDeletesReply> ListPendingDeletesAsync(ListPendingDeletesRequest request, CancellationToken ct = default);
+
+    Task<ConfirmDeletesReply> ConfirmDeletesAsync(ConfirmDeletesRequest request, CancellationToken ct = default);
+
+    Task<ListSlicesReply> ListSlicesAsync(ListSlicesRequest request, CancellationToken ct = default);
+
+    Task<CompactChunkReply> CompactChunkAsync(CompactChunkRequest request, CancellationToken ct = default);
 }

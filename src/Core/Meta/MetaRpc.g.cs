@@ -72,5 +72,13 @@ public static partial class MetaRpc
             (req, ctx) => Invoke(() => impl.GetVolumeAsync(req, ctx.CancellationToken), translate));
         server.MapUnary<ListSessionsRequest, ListSessionsReply>(ServiceName, "ListSessions", ListSessionsRequest.Parser,
             (req, ctx) => Invoke(() => impl.ListSessionsAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<ListPendingDeletesRequest, ListPendingDeletesReply>(ServiceName, "ListPendingDeletes", ListPendingDeletesRequest.Parser,
+            (req, ctx) => Invoke(() => impl.ListPendingDeletesAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<ConfirmDeletesRequest, ConfirmDeletesReply>(ServiceName, "ConfirmDeletes", ConfirmDeletesRequest.Parser,
+            (req, ctx) => Invoke(() => impl.ConfirmDeletesAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<ListSlicesRequest, ListSlicesReply>(ServiceName, "ListSlices", ListSlicesRequest.Parser,
+            (req, ctx) => Invoke(() => impl.ListSlicesAsync(req, ctx.CancellationToken), translate));
+        server.MapUnary<CompactChunkRequest, CompactChunkReply>(ServiceName, "CompactChunk", CompactChunkRequest.Parser,
+            (req, ctx) => Invoke(() => impl.CompactChunkAsync(req, ctx.CancellationToken), translate));
     }
 }

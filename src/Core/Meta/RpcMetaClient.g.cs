@@ -97,4 +97,16 @@ public sealed partial class RpcMetaClient
 
     public Task<ListSessionsReply> ListSessionsAsync(ListSessionsRequest request, CancellationToken ct = default) =>
         CallAsync("ListSessions", request, ListSessionsReply.Parser, ct);
+
+    public Task<ListPendingDeletesReply> ListPendingDeletesAsync(ListPendingDeletesRequest request, CancellationToken ct = default) =>
+        CallAsync("ListPendingDeletes", request, ListPendingDeletesReply.Parser, ct);
+
+    public Task<ConfirmDeletesReply> ConfirmDeletesAsync(ConfirmDeletesRequest request, CancellationToken ct = default) =>
+        CallAsync("ConfirmDeletes", request, ConfirmDeletesReply.Parser, ct);
+
+    public Task<ListSlicesReply> ListSlicesAsync(ListSlicesRequest request, CancellationToken ct = default) =>
+        CallAsync("ListSlices", request, ListSlicesReply.Parser, ct);
+
+    public Task<CompactChunkReply> CompactChunkAsync(CompactChunkRequest request, CancellationToken ct = default) =>
+        CallAsync("CompactChunk", request, CompactChunkReply.Parser, ct);
 }

@@ -36,8 +36,9 @@ internal readonly record struct ChunkKey(ulong Inode, uint Index) : IComparable<
     }
 }
 
-/// <summary>A slice no longer referenced, waiting for its blocks to be deleted; Index is the log entry that dropped it.</summary>
-internal readonly record struct PendingSlice(ulong Id, uint Size, ulong Index);
+/// <summary>A slice no longer referenced, waiting for its blocks to be deleted: Index and TimeNs are the log entry that
+/// dropped it and its time; a slice replaced by compaction is kept until NotBeforeNs (0 = no delay).</summary>
+internal readonly record struct PendingSlice(ulong Id, uint Size, ulong Index, long TimeNs = 0, long NotBeforeNs = 0);
 
 /// <summary>One extended attribute.</summary>
 internal readonly record struct XattrRec(byte[] Name, byte[] Value);

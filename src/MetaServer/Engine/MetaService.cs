@@ -253,6 +253,27 @@ public sealed class MetaService : IMetaClient
         return _state.ListSessions(r);
     }
 
+    // ---- block deletion and compaction ----
+
+    public Task<ConfirmDeletesReply> ConfirmDeletesAsync(ConfirmDeletesRequest r, CancellationToken ct = default) =>
+        MutateAsync(r, static (c, o) => c.ConfirmDeletes = o, Alloc.None, ConfirmDeletesReply.Parser, ct);
+
+    public Task<CompactChunkReply> CompactChunkAsync(CompactChunkRequest r, CancellationToken ct = default) =>
+        MutateAsync(r, static (c, o) => c.CompactChunk = o, Alloc.None, CompactChunkReply.Parser, ct);
+
+    /// <summary>Eligibility is judged by this leader's clock.</summary>
+    public async Task<ListPendingDeletesReply> ListPendingDeletesAsync(ListPendingDeletesRequest r, CancellationToken ct = default)
+    {
+        await _log.ReadBarrierAsync(ct);
+        return _state.ListPendingDeletes(r, ClockNs());
+    }
+
+    public async Task<ListSlicesReply> ListSlicesAsync(ListSlicesRequest r, CancellationToken ct = default)
+    {
+        await _log.ReadBarrierAsync(ct);
+        return _state.ListSlices(r);
+    }
+
     /// <summary>The engine owns no connection: as an <see cref="IMetaClient"/> there is nothing to close.</summary>
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }

@@ -30,5 +30,6 @@ internal sealed class MetaState
     /// <summary>inode -> open count over all sessions (derived from <see cref="Sessions"/>, not snapshotted).</summary>
     public readonly Dictionary<ulong, int> OpenCounts = [];
 
-    public readonly List<PendingSlice> Pending = [];
+    /// <summary>slice id -> pending delete; apply never enumerates it (the snapshot writes it sorted).</summary>
+    public readonly Dictionary<ulong, PendingSlice> Pending = [];
 }

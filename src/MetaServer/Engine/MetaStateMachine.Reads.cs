@@ -360,13 +360,13 @@ public sealed partial class MetaStateMachine
         }
     }
 
-    /// <summary>A copy of the slices waiting for deletion, oldest first.</summary>
+    /// <summary>A copy of the slices waiting for deletion, in slice id order.</summary>
     internal PendingSlice[] PendingDeletes()
     {
         _lock.EnterReadLock();
         try
         {
-            return [.. _s.Pending];
+            return [.. _s.Pending.Values.OrderBy(p => p.Id)];
         }
         finally
         {

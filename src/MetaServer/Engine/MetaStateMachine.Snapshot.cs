@@ -1,4 +1,4 @@
-// Snapshot format v1 of the metadata state: canonical (sorted) order, so equal states give equal bytes.
+// Snapshot format v2 (reads v1) of the metadata state: canonical (sorted) order, so equal states give equal bytes.
 using Google.Protobuf;
 using MirrorFS.Core.Meta;
 
@@ -13,8 +13,9 @@ namespace MirrorFS.MetaServer.Engine;
 /// symlinks sorted (inode delta, target); xattrs sorted (inode delta, count, (name, value)...);
 /// chunks sorted by (inode, index) (inode, index, count, (id, size, offset, length, pos)...);
 /// sessions sorted (id, info, last active, acked seq, replies sorted (seq, bytes), opens sorted (inode, count));
-/// pending deletes in order (id, size, index); magic "MFS-END."; then SHA-256 of everything before it.
-/// FROZEN: version 1 readers must keep reading these bytes; a new layout gets a new version.
+/// pending deletes sorted by id (id, size, index, time (signed), not-before (signed)); magic "MFS-END."; then
+/// SHA-256 of everything before it. Version 1 differs only in its pending deletes: in drop order, (id, size, index).
+/// FROZEN: readers must keep reading every released version; a new layout gets a new version.
 /// </summary>
 public sealed partial class MetaStateMachine
 {
@@ -22,7 +23,7 @@ public sealed partial class MetaStateMachine
 
     private static ReadOnlySpan<byte> SnapshotEndMagic => "MFS-END."u8;
 
-    public const int SnapshotVersion = 1;
+    public const int SnapshotVersion = 2;
 
     private const int PresizeMax = 1 << 22;
 
@@ -193,12 +194,16 @@ public sealed partial class MetaStateMachine
             }
         }
 
-        w.WriteVarint((ulong)s.Pending.Count);
-        foreach (var p in s.Pending)
+        var pending = SortedKeys(s.Pending);
+        w.WriteVarint((ulong)pending.Length);
+        foreach (var id in pending)
         {
+            var p = s.Pending[id];
             w.WriteVarint(p.Id);
             w.WriteVarint(p.Size);
             w.WriteVarint(p.Index);
+            w.WriteSigned(p.TimeNs);
+            w.WriteSigned(p.NotBeforeNs);
         }
         w.WriteRaw(SnapshotEndMagic);
     }
@@ -215,9 +220,9 @@ public sealed partial class MetaStateMachine
             throw new InvalidDataException("not a MirrorFS metadata snapshot (bad magic); check the file you restore from");
         }
         var version = r.ReadVarint();
-        if (version != SnapshotVersion)
+        if (version is not (1 or SnapshotVersion))
         {
-            throw new InvalidDataException($"snapshot format version {version} is not supported by this build (supports {SnapshotVersion}); use a matching mirrorfs-meta");
+            throw new InvalidDataException($"snapshot format version {version} is not supported by this build (supports 1 to {SnapshotVersion}); use a matching mirrorfs-meta");
         }
         const int countMax = int.MaxValue / 2;
         var s = new MetaState
@@ -334,10 +339,16 @@ public sealed partial class MetaStateMachine
         }
 
         n = r.ReadCount(countMax);
-        s.Pending.Capacity = Math.Min(n, PresizeMax);
+        s.Pending.EnsureCapacity(Math.Min(n, PresizeMax));
         for (var i = 0; i < n; i++)
         {
-            s.Pending.Add(new PendingSlice(r.ReadVarint(), r.ReadUInt32(), r.ReadVarint()));
+            var p = new PendingSlice(r.ReadVarint(), r.ReadUInt32(), r.ReadVarint());
+            if (version >= 2)
+            {
+                p = p with { TimeNs = r.ReadSigned(), NotBeforeNs = r.ReadSigned() };
+            }
+            // A v1 list could name a slice twice; deleting its blocks once is enough.
+            s.Pending.TryAdd(p.Id, p);
         }
         Span<byte> end = stackalloc byte[8];
         r.ReadRaw(end);

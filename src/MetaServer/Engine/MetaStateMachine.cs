@@ -210,6 +210,10 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
                 return ExpireSessions(cmd.ExpireSessions);
             case Command.OpOneofCase.Format:
                 return Format(cmd.Format);
+            case Command.OpOneofCase.ConfirmDeletes:
+                return ConfirmDeletes(cmd.ConfirmDeletes);
+            case Command.OpOneofCase.CompactChunk:
+                return CompactChunk(cmd.CompactChunk);
             default:
                 return new HeartbeatReply { Errno = Errno.ENOSYS };
         }
@@ -478,7 +482,7 @@ public sealed partial class MetaStateMachine : IStateMachine, IDisposable
     {
         if (sl.Id != 0)
         {
-            _s.Pending.Add(new PendingSlice(sl.Id, sl.Size, _index));
+            _s.Pending.TryAdd(sl.Id, new PendingSlice(sl.Id, sl.Size, _index, _now));
         }
     }
 

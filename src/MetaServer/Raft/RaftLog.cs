@@ -11,7 +11,22 @@ namespace MirrorFS.MetaServer.Raft;
 public interface IRaftTransport
 {
     void Send(RaftMessage message);
+
+    /// <summary>The configuration in effect changed: <paramref name="addresses"/> names every voter's address (the
+    /// newest configuration, committed or not). Called on the Raft loop before messages to new members are sent.</summary>
+    void UpdateMembers(IReadOnlyDictionary<ulong, string> addresses)
+    {
+    }
 }
+
+/// <summary>One node's view of the cluster, for status pages and the admin service.</summary>
+public sealed record RaftStatus(
+    ulong Id, RaftRole Role, ulong Term, ulong Leader, ulong Commit, ulong Applied, ulong LastIndex, ulong SnapshotIndex,
+    IReadOnlyList<ulong> Voters, IReadOnlyDictionary<ulong, string> Addresses,
+    IReadOnlyDictionary<ulong, ulong> Match);
+
+/// <summary>A membership change the leader refused (another one in flight, not a member, ...); the message says why.</summary>
+public sealed class MembershipChangeException(string message) : InvalidOperationException(message);
 
 public sealed class RaftLogOptions
 {
@@ -19,6 +34,10 @@ public sealed class RaftLogOptions
 
     /// <summary>The cluster's first configuration (used only when the node's disk holds none yet).</summary>
     public required IReadOnlyList<ulong> InitialVoters { get; init; }
+
+    /// <summary>Addresses of the initial voters (and of other nodes this one may need to answer before it learns the
+    /// configuration); persisted with the first snapshot.</summary>
+    public IReadOnlyDictionary<ulong, string>? InitialAddresses { get; init; }
 
     /// <summary>Holds <c>wal/</c>, <c>snap/</c> and <c>hardstate</c>.</summary>
     public required string Directory { get; init; }
@@ -29,7 +48,7 @@ public sealed class RaftLogOptions
     public int HeartbeatTicks { get; init; } = 2;
     public ulong SnapshotEveryEntries { get; init; } = 100_000;
 
-    /// <summary>Address of a node for <see cref="NotLeaderException.LeaderHint"/>.</summary>
+    /// <summary>Address of a node for <see cref="NotLeaderException.LeaderHint"/> when the configuration names none.</summary>
     public Func<ulong, string?>? AddressOf { get; init; }
 
     /// <summary>Inputs (messages, proposals, reads) queued for the loop; further senders wait.</summary>
@@ -70,6 +89,7 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
     private long _applied;
     private Exception? _failure;
     private long _snapshotsInstalled;
+    private IReadOnlyDictionary<ulong, string>? _pushedAddresses;
 
     private RaftLog(IStateMachine sm, RaftLogOptions o, WriteAheadLog wal, HardStateFile hardFile, SnapshotStore snaps,
         SnapshotMeta meta, byte[] snapBody, IReadOnlyList<RaftEntry> entries)
@@ -87,6 +107,8 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
             {
                 Id = o.Id, Random = new Random(), SnapshotSource = this,
                 ElectionTicks = o.ElectionTicks, HeartbeatTicks = o.HeartbeatTicks,
+                // Every message is an RPC here: followers learn a new commit index from the next append or heartbeat.
+                BroadcastCommit = false,
             },
             new RaftStartState(_savedHard, meta, entries, sm.AppliedIndex));
         _applied = (long)sm.AppliedIndex;
@@ -98,7 +120,7 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
     {
         Directory.CreateDirectory(options.Directory);
         var snaps = new SnapshotStore(Path.Combine(options.Directory, "snap"));
-        var meta = new SnapshotMeta(0, 0, options.InitialVoters);
+        var meta = new SnapshotMeta(0, 0, options.InitialVoters) { Addresses = InitialAddresses(options) };
         byte[] body = [];
         using (var opened = snaps.OpenNewest())
         {
@@ -107,7 +129,8 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
                 using var ms = new MemoryStream();
                 opened.Body.CopyTo(ms);
                 body = ms.ToArray();
-                meta = new SnapshotMeta(opened.Info.Index, opened.Info.Term, ReadVoters(body, out var stateOffset));
+                var voters = ReadMembership(body, out var stateOffset, out var addresses);
+                meta = new SnapshotMeta(opened.Info.Index, opened.Info.Term, voters) { Addresses = addresses };
                 stateMachine.RestoreSnapshot(new MemoryStream(body, stateOffset, body.Length - stateOffset));
             }
         }
@@ -135,12 +158,23 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
         }
     }
 
+    public ulong Id => _o.Id;
+
     public ulong CommitIndex => (ulong)Interlocked.Read(ref _commit);
     public ulong AppliedIndex => (ulong)Interlocked.Read(ref _applied);
 
     /// <summary>Hands a message from a peer to this node without blocking the caller; false (message dropped, which
     /// Raft tolerates) when the inbox is full.</summary>
     public bool Receive(RaftMessage message) => _inbox.Writer.TryWrite(() => _node.Step(message));
+
+    /// <summary>Hands a batch of messages from a peer to this node as one input; false (all dropped) when the inbox is full.</summary>
+    public bool Receive(IReadOnlyList<RaftMessage> messages) => _inbox.Writer.TryWrite(() =>
+    {
+        foreach (var m in messages)
+        {
+            _node.Step(m);
+        }
+    });
 
     public async Task<(ulong Index, byte[] Reply)> ProposeAsync(ReadOnlyMemory<byte> command, CancellationToken ct = default)
     {
@@ -180,13 +214,25 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
     }
 
     /// <summary>Adds or removes one voter (leader only); completes when the membership entry is applied. Throws
-    /// <see cref="NotLeaderException"/> when refused (not the leader, or another change is still in flight).</summary>
-    public async Task<ulong> ProposeConfChangeAsync(ConfChangeType type, ulong node, CancellationToken ct = default)
+    /// <see cref="NotLeaderException"/> on a follower and <see cref="MembershipChangeException"/> when the leader
+    /// refuses (another change still in flight, not a member, ...). Adding a member again with another
+    /// <paramref name="address"/> moves it.</summary>
+    public async Task<ulong> ProposeConfChangeAsync(ConfChangeType type, ulong node, string? address = null, CancellationToken ct = default)
     {
         var done = new TaskCompletionSource<(ulong, byte[])>(TaskCreationOptions.RunContinuationsAsynchronously);
         await _inbox.Writer.WriteAsync(() =>
         {
-            var index = _node.ProposeConfChange(type, node);
+            if (_node.Role != RaftRole.Leader)
+            {
+                done.TrySetException(NotLeader());
+                return;
+            }
+            if (_node.ConfChangeRefusal(type, node, address) is { } why)
+            {
+                done.TrySetException(new MembershipChangeException($"membership change refused: {why}"));
+                return;
+            }
+            var index = _node.ProposeConfChange(type, node, address);
             if (index == 0)
             {
                 done.TrySetException(NotLeader());
@@ -205,13 +251,58 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
         return await done.Task.WaitAsync(ct);
     }
 
+    /// <summary>This node's view: role, term, indexes, configuration, and (on the leader) each voter's match index.</summary>
+    public async Task<RaftStatus> GetStatusAsync(CancellationToken ct = default)
+    {
+        var done = new TaskCompletionSource<RaftStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _inbox.Writer.WriteAsync(() =>
+        {
+            var match = new Dictionary<ulong, ulong>();
+            foreach (var v in _node.Voters)
+            {
+                if (_node.MatchOf(v) is { } m)
+                {
+                    match[v] = m;
+                }
+            }
+            done.TrySetResult(new RaftStatus(_o.Id, _node.Role, _node.Term, _node.Leader, _node.Commit, _sm.AppliedIndex,
+                _node.LastIndex, _node.SnapshotIndex, [.. _node.Voters], _node.Addresses, match));
+        }, ct);
+        return await done.Task.WaitAsync(ct);
+    }
+
+    /// <summary>Snapshots the state machine now (and compacts the log up to it); returns the snapshot's index.</summary>
+    public async Task<ulong> SnapshotAsync(CancellationToken ct = default)
+    {
+        var done = new TaskCompletionSource<ulong>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _inbox.Writer.WriteAsync(() =>
+        {
+            try
+            {
+                done.TrySetResult(TakeSnapshot());
+            }
+            catch (Exception e)
+            {
+                done.TrySetException(e);
+                throw; // a failed snapshot write leaves the disk in doubt: stop the node like any other I/O failure
+            }
+        }, ct);
+        return await done.Task.WaitAsync(ct);
+    }
+
     /// <summary>Snapshots received from a leader and installed (this node had fallen behind its log).</summary>
     public long SnapshotsInstalled => Interlocked.Read(ref _snapshotsInstalled);
 
     /// <summary>Role, term and leader as the loop last saw them.</summary>
     public (RaftRole Role, ulong Term, ulong Leader) Status { get; private set; }
 
-    private NotLeaderException NotLeader() => new(_node.Leader == 0 ? null : _o.AddressOf?.Invoke(_node.Leader) ?? _node.Leader.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    /// <summary>Called on the loop. The hint is the leader's address, or none when neither leader nor address is known.</summary>
+    private NotLeaderException NotLeader() => new(AddressOf(_node.Leader));
+
+    private string? AddressOf(ulong id) =>
+        id == 0 ? null
+        : _node.Addresses.TryGetValue(id, out var a) ? a
+        : _o.AddressOf?.Invoke(id);
 
     private async Task LoopAsync()
     {
@@ -240,7 +331,7 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
                 {
                     action();
                 }
-                await HandleReadyAsync();
+                HandleReady();
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
@@ -253,11 +344,17 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
         }
     }
 
-    private async Task HandleReadyAsync()
+    private void HandleReady()
     {
         while (_node.HasReady)
         {
             var rd = _node.GetReady();
+            if (!ReferenceEquals(_node.Addresses, _pushedAddresses))
+            {
+                // Before any message goes out: a member just added must be reachable for the leader's first append.
+                _pushedAddresses = _node.Addresses;
+                _o.Transport.UpdateMembers(_pushedAddresses);
+            }
             foreach (var c in rd.SnapshotChunks)
             {
                 if (c.Offset == 0)
@@ -271,7 +368,7 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
                 var body = _receiving?.ToArray() ?? [];
                 _receiving = null;
                 _snaps.Write(snap.Index, snap.Term, s => s.Write(body));
-                ReadVoters(body, out var stateOffset);
+                ReadMembership(body, out var stateOffset, out _);
                 _sm.RestoreSnapshot(new MemoryStream(body, stateOffset, body.Length - stateOffset));
                 _wal.Reset(snap.Index + 1);
                 _snapBody = body;
@@ -283,6 +380,26 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
                     p.Done.TrySetException(NotLeader());
                 }
             }
+            // Term and vote must be durable before any message that depends on them; the commit index need not be.
+            if (rd.HardState is { } hs && (hs.Term != _savedHard.Term || hs.VotedFor != _savedHard.VotedFor))
+            {
+                _hardFile.Save(hs);
+                _savedHard = hs;
+            }
+            // A leader may replicate entries before its own copy is durable (Ongaro's thesis, 10.2.1): it counts
+            // itself towards a commit only once persisted, so its appends overlap its fsync. Replies of any node still
+            // wait for the fsync, as they promise what the disk holds.
+            var leaderFirst = rd.Role == RaftRole.Leader && rd.Entries.Count > 0;
+            if (leaderFirst)
+            {
+                foreach (var m in rd.Messages)
+                {
+                    if (IsLeaderMessage(m.Type))
+                    {
+                        _o.Transport.Send(m);
+                    }
+                }
+            }
             if (rd.Entries.Count > 0)
             {
                 var first = rd.Entries[0].Index;
@@ -291,17 +408,15 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
                     _wal.TruncateSuffix(first);
                 }
                 _wal.Append(rd.Entries.Select(Encode).ToList());
-                await _wal.FlushAsync();
-            }
-            // Term and vote must be durable before any message that depends on them; the commit index need not be.
-            if (rd.HardState is { } hs && (hs.Term != _savedHard.Term || hs.VotedFor != _savedHard.VotedFor))
-            {
-                _hardFile.Save(hs);
-                _savedHard = hs;
+                _wal.Sync(); // on this loop: the inputs batched into this Ready are the group commit
+
             }
             foreach (var m in rd.Messages)
             {
-                _o.Transport.Send(m);
+                if (!leaderFirst || !IsLeaderMessage(m.Type))
+                {
+                    _o.Transport.Send(m);
+                }
             }
             foreach (var e in rd.CommittedEntries)
             {
@@ -333,6 +448,10 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
                 }
             }
             _node.Advance(rd);
+            if (Status.Role == RaftRole.Leader && _node.Role != RaftRole.Leader)
+            {
+                FailUncommittedProposals();
+            }
             Interlocked.Exchange(ref _commit, (long)_node.Commit);
             Interlocked.Exchange(ref _applied, (long)_sm.AppliedIndex);
             Status = (_node.Role, _node.Term, _node.Leader);
@@ -349,23 +468,57 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
         }
     }
 
+    /// <summary>Leadership is lost: proposals not yet known committed may or may not commit under the next leader.
+    /// Their callers are told at once to retry there (a retry with the same session and sequence is answered from the
+    /// reply cache if the first attempt did commit) rather than wait for a timeout.</summary>
+    private void FailUncommittedProposals()
+    {
+        List<ulong>? lost = null;
+        foreach (var index in _proposals.Keys)
+        {
+            if (index > _node.Commit)
+            {
+                (lost ??= []).Add(index);
+            }
+        }
+        foreach (var index in lost ?? [])
+        {
+            _proposals.Remove(index, out var p);
+            p.Done.TrySetException(NotLeader());
+        }
+    }
+
+    private static bool IsLeaderMessage(MessageType type) =>
+        type is MessageType.Append or MessageType.Heartbeat or MessageType.Snapshot or MessageType.TimeoutNow;
+
     private void MaybeSnapshot()
     {
-        var applied = _sm.AppliedIndex;
-        if (_o.SnapshotEveryEntries == 0 || applied - _snapIndex < _o.SnapshotEveryEntries || applied != _node.Applied)
+        if (_o.SnapshotEveryEntries != 0 && _sm.AppliedIndex - _snapIndex >= _o.SnapshotEveryEntries)
         {
-            return;
+            TakeSnapshot();
+        }
+    }
+
+    /// <summary>Snapshots what is applied (on the loop, between Readies) and compacts the log up to it; returns the
+    /// index of the newest snapshot.</summary>
+    private ulong TakeSnapshot()
+    {
+        var applied = _sm.AppliedIndex;
+        if (applied <= _snapIndex || applied != _node.Applied)
+        {
+            return _snapIndex;
         }
         _node.Compact(applied);
         var meta = _node.Snapshot;
         using var ms = new MemoryStream();
-        WriteVoters(ms, meta.Voters);
+        WriteMembership(ms, meta);
         _sm.WriteSnapshot(ms);
         var body = ms.ToArray();
         _snaps.Write(meta.Index, meta.Term, s => s.Write(body));
         _snapBody = body;
         _snapIndex = meta.Index;
         _wal.CompactPrefix(meta.Index);
+        return meta.Index;
     }
 
     public bool TryRead(ulong index, long offset, int countMax, out ReadOnlyMemory<byte> data, out long totalBytes)
@@ -408,7 +561,8 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
         _stop.Dispose();
     }
 
-    // WAL payload = [kind][data]; snapshot body = [voter count u32][voters u64...][state machine snapshot].
+    // WAL payload = [kind][data]. Snapshot body = [u32 0xFFFFFFFF][u32 length][membership, version 2][state machine
+    // snapshot]; the first form, still read, was [voter count u32][voters u64...][state machine snapshot].
     private static LogEntry Encode(RaftEntry e)
     {
         var payload = new byte[e.Data.Length + 1];
@@ -422,22 +576,37 @@ public sealed class RaftLog : IReplicatedLog, ISnapshotSource
             ? throw new InvalidDataException($"WAL entry {e.Index} has no Raft entry kind byte; this WAL was not written by RaftLog")
             : new RaftEntry(e.Index, e.Term, (EntryKind)e.Payload.Span[0], e.Payload[1..]);
 
-    private static void WriteVoters(Stream s, IReadOnlyList<ulong> voters)
+    private const uint MembershipV2Marker = uint.MaxValue;
+
+    private static void WriteMembership(Stream s, SnapshotMeta meta)
     {
+        var membership = Membership.Encode(meta.Voters, meta.Addresses);
         Span<byte> buf = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt32LittleEndian(buf, (uint)voters.Count);
-        s.Write(buf[..4]);
-        foreach (var v in voters)
-        {
-            BinaryPrimitives.WriteUInt64LittleEndian(buf, v);
-            s.Write(buf);
-        }
+        BinaryPrimitives.WriteUInt32LittleEndian(buf, MembershipV2Marker);
+        BinaryPrimitives.WriteUInt32LittleEndian(buf[4..], (uint)membership.Length);
+        s.Write(buf);
+        s.Write(membership);
     }
 
-    private static ulong[] ReadVoters(byte[] body, out int stateOffset)
+    private static ulong[] ReadMembership(byte[] body, out int stateOffset, out IReadOnlyDictionary<ulong, string> addresses)
     {
-        var count = (int)BinaryPrimitives.ReadUInt32LittleEndian(body);
-        stateOffset = 4 + (count * 8);
-        return Membership.Decode(body.AsSpan(4, count * 8));
+        if (body.Length < 4)
+        {
+            throw new InvalidDataException($"Raft snapshot body of {body.Length} bytes has no membership header; the snapshot is damaged");
+        }
+        var first = BinaryPrimitives.ReadUInt32LittleEndian(body);
+        var (start, length) = first == MembershipV2Marker
+            ? (8L, body.Length >= 8 ? (long)BinaryPrimitives.ReadUInt32LittleEndian(body.AsSpan(4)) : long.MaxValue)
+            : (4L, first * 8L);
+        if (start + length > body.Length)
+        {
+            throw new InvalidDataException($"Raft snapshot body of {body.Length} bytes is shorter than its membership header says; the snapshot is damaged");
+        }
+        stateOffset = (int)(start + length);
+        return Membership.Decode(body.AsSpan((int)start, (int)length), out addresses);
     }
+
+    private static IReadOnlyDictionary<ulong, string> InitialAddresses(RaftLogOptions o) =>
+        o.InitialAddresses is null ? Membership.NoAddresses
+            : o.InitialAddresses.Where(a => o.InitialVoters.Contains(a.Key)).ToDictionary();
 }

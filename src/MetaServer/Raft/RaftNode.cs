@@ -23,10 +23,11 @@ public sealed class RaftNode
 
     // Log: entries after the snapshot point; _log[k].Index == _snapIndex + 1 + k.
     private readonly List<RaftEntry> _log = [];
-    private readonly List<(ulong Index, ulong[] Voters)> _confs = []; // membership entries still in _log
+    private readonly List<(ulong Index, ulong[] Voters, IReadOnlyDictionary<ulong, string> Addresses)> _confs = []; // membership entries still in _log
     private ulong _snapIndex;
     private ulong _snapTerm;
     private ulong[] _snapVoters;
+    private IReadOnlyDictionary<ulong, string> _snapAddresses;
     private ulong _unstableFrom; // first index not yet handed to the host for persisting
     private ulong _persisted; // last index the host has persisted
     private ulong _applied;
@@ -66,6 +67,7 @@ public sealed class RaftNode
         _snapIndex = start.Snapshot.Index;
         _snapTerm = start.Snapshot.Term;
         _snapVoters = [.. start.Snapshot.Voters];
+        _snapAddresses = start.Snapshot.Addresses;
         foreach (var e in start.Entries)
         {
             if (e.Index != LastIndex + 1)
@@ -98,10 +100,17 @@ public sealed class RaftNode
     public ulong SnapshotIndex => _snapIndex;
 
     /// <summary>What the latest compaction (or installed snapshot) covers.</summary>
-    public SnapshotMeta Snapshot => new(_snapIndex, _snapTerm, _snapVoters);
+    public SnapshotMeta Snapshot => new(_snapIndex, _snapTerm, _snapVoters) { Addresses = _snapAddresses };
 
     /// <summary>The voter set in effect: the newest membership entry in the log, else the snapshot's.</summary>
     public IReadOnlyList<ulong> Voters => _confs.Count > 0 ? _confs[^1].Voters : _snapVoters;
+
+    /// <summary>Voters' addresses as the configuration in effect names them (the same instance until it changes).</summary>
+    public IReadOnlyDictionary<ulong, string> Addresses => _confs.Count > 0 ? _confs[^1].Addresses : _snapAddresses;
+
+    /// <summary>On a leader, the highest index known replicated on <paramref name="node"/>; null elsewhere.</summary>
+    public ulong? MatchOf(ulong node) =>
+        Role != RaftRole.Leader ? null : node == Id ? _persisted : _progress.TryGetValue(node, out var p) ? p.Match : null;
 
     public ulong Transferee => _transferee;
 
@@ -171,30 +180,73 @@ public sealed class RaftNode
     /// <summary>Proposes adding or removing one voter; returns the entry's index, or 0 when refused (not the leader,
     /// no entry of this term committed yet, another change still uncommitted, or the change is a no-op/empties the
     /// cluster).</summary>
-    public ulong ProposeConfChange(ConfChangeType type, ulong node)
+    public ulong ProposeConfChange(ConfChangeType type, ulong node, string? address = null)
     {
-        if (!CanPropose() || !CommittedInCurrentTerm() || (_confs.Count > 0 && _confs[^1].Index > Commit) || node == 0)
+        if (ConfChangeRefusal(type, node, address) is not null)
         {
             return 0;
         }
         var voters = Voters.ToList();
+        var addresses = Addresses.Where(a => a.Key != node).ToDictionary();
         if (type == ConfChangeType.AddVoter)
         {
-            if (voters.Contains(node))
+            if (!voters.Contains(node))
             {
-                return 0;
+                voters.Add(node);
             }
-            voters.Add(node);
+            if (!string.IsNullOrEmpty(address))
+            {
+                addresses[node] = address; // adding a voter again with a new address moves it
+            }
         }
         else
         {
-            if (!voters.Remove(node) || voters.Count == 0)
-            {
-                return 0;
-            }
+            voters.Remove(node);
         }
         voters.Sort();
-        return AppendAsLeader(EntryKind.ConfChange, Membership.Encode(voters));
+        return AppendAsLeader(EntryKind.ConfChange, Membership.Encode(voters, addresses));
+    }
+
+    /// <summary>Why <see cref="ProposeConfChange"/> would refuse this change now, or null when it would accept it.</summary>
+    public string? ConfChangeRefusal(ConfChangeType type, ulong node, string? address)
+    {
+        if (Role != RaftRole.Leader)
+        {
+            return "this node is not the leader";
+        }
+        if (!CanPropose())
+        {
+            return _transferee != 0 ? "a leadership transfer is in progress" : "too many entries are waiting to commit";
+        }
+        if (node == 0)
+        {
+            return "node id 0 is reserved";
+        }
+        if (!CommittedInCurrentTerm())
+        {
+            return "the new leader has not committed an entry of its term yet";
+        }
+        if (_confs.Count > 0 && _confs[^1].Index > Commit)
+        {
+            return "another membership change is not committed yet";
+        }
+        var member = Voters.Contains(node);
+        if (type == ConfChangeType.AddVoter)
+        {
+            if (member && (string.IsNullOrEmpty(address) || (Addresses.TryGetValue(node, out var had) && had == address)))
+            {
+                return $"node {node} is already a member";
+            }
+        }
+        else if (!member)
+        {
+            return $"node {node} is not a member";
+        }
+        else if (Voters.Count == 1)
+        {
+            return $"node {node} is the only member";
+        }
+        return null;
     }
 
     /// <summary>Starts a linearizable read: a <see cref="ReadState"/> with <paramref name="context"/> appears in a later
@@ -249,24 +301,25 @@ public sealed class RaftNode
             throw new ArgumentOutOfRangeException(nameof(index), $"cannot compact the Raft log to {index}: only {_applied} is applied; snapshot at or below the applied index");
         }
         var term = TermAt(index)!.Value;
-        var voters = VotersAt(index);
+        var (voters, addresses) = ConfAt(index);
         _log.RemoveRange(0, (int)(index - _snapIndex));
         _confs.RemoveAll(c => c.Index <= index);
         _snapIndex = index;
         _snapTerm = term;
         _snapVoters = voters;
+        _snapAddresses = addresses;
     }
 
-    private ulong[] VotersAt(ulong index)
+    private (ulong[] Voters, IReadOnlyDictionary<ulong, string> Addresses) ConfAt(ulong index)
     {
         for (var i = _confs.Count - 1; i >= 0; i--)
         {
             if (_confs[i].Index <= index)
             {
-                return _confs[i].Voters;
+                return (_confs[i].Voters, _confs[i].Addresses);
             }
         }
-        return _snapVoters;
+        return (_snapVoters, _snapAddresses);
     }
 
     /// <summary>Processes one message from a peer.</summary>
@@ -395,7 +448,7 @@ public sealed class RaftNode
         }
         if (Role == RaftRole.Leader && MaybeCommit())
         {
-            BroadcastAppend(sendIfEmpty: true);
+            BroadcastAppend(sendIfEmpty: _opt.BroadcastCommit);
         }
     }
 
@@ -677,6 +730,7 @@ public sealed class RaftNode
             _snapIndex = c.Meta.Index;
             _snapTerm = c.Meta.Term;
             _snapVoters = [.. c.Meta.Voters];
+            _snapAddresses = c.Meta.Addresses;
             Commit = _snapIndex;
             _applied = _snapIndex;
             _persisted = _snapIndex;
@@ -838,7 +892,7 @@ public sealed class RaftNode
             throw new InvalidOperationException($"Raft node {Id} must send a snapshot to {to} but has no snapshot source; configure RaftOptions.SnapshotSource");
         }
         pr.State = ProgressState.Snapshot;
-        pr.SnapshotMeta = new SnapshotMeta(_snapIndex, _snapTerm, _snapVoters);
+        pr.SnapshotMeta = Snapshot;
         pr.SnapshotOffset = 0;
         pr.Inflight.Clear();
         SendSnapshotChunk(to, pr);
@@ -950,7 +1004,7 @@ public sealed class RaftNode
         }
         if (advanced && MaybeCommit())
         {
-            BroadcastAppend(sendIfEmpty: true);
+            BroadcastAppend(sendIfEmpty: _opt.BroadcastCommit);
         }
         else
         {
@@ -1027,7 +1081,8 @@ public sealed class RaftNode
         _log.Add(e);
         if (e.Kind == EntryKind.ConfChange)
         {
-            _confs.Add((e.Index, Membership.Decode(e.Data.Span)));
+            var voters = Membership.Decode(e.Data.Span, out var addresses);
+            _confs.Add((e.Index, voters, addresses));
         }
     }
 

@@ -1,5 +1,6 @@
 // Values exchanged between the pure Raft core (RaftNode) and its host: entries, messages, snapshots and the Ready batch.
 using System.Buffers.Binary;
+using System.Text;
 using MirrorFS.MetaServer.Storage;
 
 namespace MirrorFS.MetaServer.Raft;
@@ -69,7 +70,11 @@ public sealed record RaftMessage
 }
 
 /// <summary>What a snapshot covers: every entry up to <see cref="Index"/> (of <see cref="Term"/>), and the voters then.</summary>
-public sealed record SnapshotMeta(ulong Index, ulong Term, IReadOnlyList<ulong> Voters);
+public sealed record SnapshotMeta(ulong Index, ulong Term, IReadOnlyList<ulong> Voters)
+{
+    /// <summary>Address of each voter, where known (see <see cref="Membership"/>).</summary>
+    public IReadOnlyDictionary<ulong, string> Addresses { get; init; } = Membership.NoAddresses;
+}
 
 /// <summary>A piece of a snapshot being sent: bytes [Offset, Offset + Data.Length) of the snapshot body.</summary>
 public sealed record SnapshotChunk(SnapshotMeta Meta, long Offset, ReadOnlyMemory<byte> Data, bool Last);
@@ -149,6 +154,11 @@ public sealed class RaftOptions
     public int UncommittedEntriesMax { get; init; } = 10_000;
 
     public int PendingReadsMax { get; init; } = 4096;
+
+    /// <summary>When the commit index advances, tell followers at once with an append even if it carries no entries.
+    /// False leaves it to the next append or heartbeat: followers apply a little later, and a lone write costs two
+    /// messages per follower instead of four (what matters when each message is an RPC).</summary>
+    public bool BroadcastCommit { get; init; } = true;
     public int CommittedEntriesPerReadyMax { get; init; } = 1024;
 }
 
@@ -157,24 +167,66 @@ public sealed record RaftStartState(HardState HardState, SnapshotMeta Snapshot, 
 {
     /// <summary>A brand-new cluster member; <paramref name="voters"/> is the initial configuration (empty for a node
     /// that will be added later and learns the configuration from the leader).</summary>
-    public static RaftStartState Fresh(IReadOnlyList<ulong> voters) => new(default, new SnapshotMeta(0, 0, voters), [], 0);
+    public static RaftStartState Fresh(IReadOnlyList<ulong> voters, IReadOnlyDictionary<ulong, string>? addresses = null) =>
+        new(default, new SnapshotMeta(0, 0, voters) { Addresses = addresses ?? Membership.NoAddresses }, [], 0);
 }
 
-/// <summary>Encoding of the voter set carried by <see cref="EntryKind.ConfChange"/> entries.</summary>
+/// <summary>
+/// Encoding of the configuration carried by <see cref="EntryKind.ConfChange"/> entries (and snapshot metadata): the
+/// voter set and, from version 2 on, each voter's address, so that a member added at run time is reachable by every
+/// node and the address survives in the log and in snapshots.
+/// </summary>
+/// <remarks>Version 1 (still read): the voter ids, u64 little-endian each; never empty, and never starting with id 0.
+/// Version 2: u64 0 (a marker no version-1 entry can start with), u8 2, u32 count, then per voter u64 id, u16 address
+/// length and the address in UTF-8 (empty when unknown).</remarks>
 public static class Membership
 {
-    public static byte[] Encode(IReadOnlyList<ulong> voters)
+    private const byte Version2 = 2;
+
+    /// <summary>Longest address accepted in a membership entry.</summary>
+    public const int AddressBytesMax = 1024;
+
+    public static readonly IReadOnlyDictionary<ulong, string> NoAddresses = new Dictionary<ulong, string>();
+
+    public static byte[] Encode(IReadOnlyList<ulong> voters, IReadOnlyDictionary<ulong, string>? addresses = null)
     {
-        var bytes = new byte[voters.Count * 8];
+        var size = 8 + 1 + 4;
+        var encoded = new byte[voters.Count][];
         for (var i = 0; i < voters.Count; i++)
         {
-            BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(i * 8), voters[i]);
+            encoded[i] = addresses is not null && addresses.TryGetValue(voters[i], out var a) ? Encoding.UTF8.GetBytes(a) : [];
+            if (encoded[i].Length > AddressBytesMax)
+            {
+                throw new ArgumentException($"address of node {voters[i]} is {encoded[i].Length} bytes; the limit is {AddressBytesMax}", nameof(addresses));
+            }
+            size += 8 + 2 + encoded[i].Length;
+        }
+        var bytes = new byte[size];
+        var pos = 8; // bytes [0, 8) stay 0: the version-2 marker
+        bytes[pos++] = Version2;
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(pos), (uint)voters.Count);
+        pos += 4;
+        for (var i = 0; i < voters.Count; i++)
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(pos), voters[i]);
+            BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(pos + 8), (ushort)encoded[i].Length);
+            encoded[i].CopyTo(bytes.AsSpan(pos + 10));
+            pos += 10 + encoded[i].Length;
         }
         return bytes;
     }
 
-    public static ulong[] Decode(ReadOnlySpan<byte> data)
+    /// <summary>The voter ids of an entry in either version.</summary>
+    public static ulong[] Decode(ReadOnlySpan<byte> data) => Decode(data, out _);
+
+    /// <summary>The voter ids of an entry in either version, and the addresses it names (none for version 1).</summary>
+    public static ulong[] Decode(ReadOnlySpan<byte> data, out IReadOnlyDictionary<ulong, string> addresses)
     {
+        addresses = NoAddresses;
+        if (data.Length >= 8 && BinaryPrimitives.ReadUInt64LittleEndian(data) == 0)
+        {
+            return DecodeVersion2(data, out addresses);
+        }
         if (data.Length % 8 != 0)
         {
             throw new InvalidDataException($"membership entry of {data.Length} bytes is not a whole number of node ids");
@@ -184,6 +236,47 @@ public static class Membership
         {
             voters[i] = BinaryPrimitives.ReadUInt64LittleEndian(data[(i * 8)..]);
         }
+        return voters;
+    }
+
+    private static ulong[] DecodeVersion2(ReadOnlySpan<byte> data, out IReadOnlyDictionary<ulong, string> addresses)
+    {
+        if (data.Length < 13 || data[8] != Version2)
+        {
+            throw new InvalidDataException($"membership entry has version {(data.Length > 8 ? data[8] : 0)}; this build reads versions 1 and 2, upgrade it");
+        }
+        var count = BinaryPrimitives.ReadUInt32LittleEndian(data[9..]);
+        if (count > (uint)(data.Length / 10))
+        {
+            throw new InvalidDataException($"membership entry claims {count} voters in {data.Length} bytes; the entry is damaged");
+        }
+        var voters = new ulong[count];
+        var map = new Dictionary<ulong, string>((int)count);
+        var pos = 13;
+        for (var i = 0; i < voters.Length; i++)
+        {
+            if (pos + 10 > data.Length)
+            {
+                throw new InvalidDataException($"membership entry ends inside voter {i + 1} of {count}; the entry is damaged");
+            }
+            voters[i] = BinaryPrimitives.ReadUInt64LittleEndian(data[pos..]);
+            int len = BinaryPrimitives.ReadUInt16LittleEndian(data[(pos + 8)..]);
+            pos += 10;
+            if (pos + len > data.Length)
+            {
+                throw new InvalidDataException($"membership entry ends inside the address of node {voters[i]}; the entry is damaged");
+            }
+            if (len > 0)
+            {
+                map[voters[i]] = Encoding.UTF8.GetString(data.Slice(pos, len));
+            }
+            pos += len;
+        }
+        if (pos != data.Length)
+        {
+            throw new InvalidDataException($"membership entry has {data.Length - pos} bytes after its last voter; the entry is damaged");
+        }
+        addresses = map;
         return voters;
     }
 }

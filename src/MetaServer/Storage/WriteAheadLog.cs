@@ -225,6 +225,75 @@ public sealed class WriteAheadLog : IDisposable
         return ct.CanBeCanceled ? waiter.Done.Task.WaitAsync(ct) : waiter.Done.Task;
     }
 
+    /// <summary>Makes everything appended so far durable on the calling thread, then releases the waiters it covers.
+    /// For a single appender that batches by itself (the Raft loop): no thread hop per round. Throws if the log fails.</summary>
+    public void Sync()
+    {
+        ulong target;
+        Segment[] toSync;
+        _syncGate.Wait();
+        try
+        {
+            lock (_lock)
+            {
+                ThrowIfUnusable();
+                target = _lastIndex;
+                if (target <= _durableIndex && _dirty.Count == 0)
+                {
+                    return;
+                }
+                toSync = [.. _dirty];
+                _dirty.Clear();
+                _cutFloor = ulong.MaxValue; // truncations take the gate, so none can cut below target meanwhile
+            }
+            try
+            {
+                foreach (var seg in toSync)
+                {
+                    if (!seg.IsClosed)
+                    {
+                        SyncHookForTests?.Invoke(seg.Path);
+                        RandomAccess.FlushToDisk(seg.Handle);
+                    }
+                }
+            }
+            catch (Exception e)
+            {
+                lock (_lock)
+                {
+                    Fail(e);
+                }
+                throw;
+            }
+        }
+        finally
+        {
+            _syncGate.Release();
+        }
+        var done = new List<Waiter>();
+        lock (_lock)
+        {
+            if (target > _durableIndex)
+            {
+                Interlocked.Add(ref _recordsSynced, (long)(target - _durableIndex));
+                _durableIndex = target;
+            }
+            if (toSync.Length > 0)
+            {
+                Interlocked.Increment(ref _fsyncCount);
+            }
+            while (_waiters.TryPeek(out var w, out var idx) && idx <= _durableIndex)
+            {
+                _waiters.Dequeue();
+                done.Add(w);
+            }
+        }
+        foreach (var w in done)
+        {
+            w.Done.TrySetResult();
+        }
+    }
+
     /// <summary>Completes once everything appended before the call is durable.</summary>
     public Task FlushAsync(CancellationToken ct = default)
     {

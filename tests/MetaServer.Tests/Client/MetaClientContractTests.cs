@@ -240,6 +240,39 @@ public abstract class MetaClientContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task CompactionAndPendingDeletesRoundTrip()
+    {
+        var ino = (await Meta.CreateAsync(S(new CreateRequest { Parent = 1, Name = N("frag"), Mode = 0x81A4 }))).Attr.Inode;
+        var ids = await Meta.NewSliceIdsAsync(S(new NewSliceIdsRequest { Count = 4 }));
+        for (uint i = 0; i < 3; i++)
+        {
+            var w = await Meta.WriteSliceAsync(S(new WriteSliceRequest { Inode = ino, Slice = new Slice { Id = ids.FirstId + i, Size = 10, Length = 10, Pos = i * 10 } }));
+            Assert.Equal(0, w.Errno);
+        }
+        var listed = await Meta.ListSlicesAsync(new ListSlicesRequest { Cred = Root, MinSlices = 3 });
+        Assert.True(listed.Eof);
+        var chunk = Assert.Single(listed.Chunks);
+        Assert.Equal((ino, 3), (chunk.Inode, chunk.Slices.Count));
+        var c = await Meta.CompactChunkAsync(S(new CompactChunkRequest
+        {
+            Inode = ino,
+            ExpectedCount = 3,
+            ExpectedDigest = ByteString.CopyFrom(SliceDigest.Of(chunk.Slices)),
+            Slice = new Slice { Id = ids.FirstId + 3, Size = 30, Length = 30 },
+        }));
+        Assert.Equal((0, true, 3u), (c.Errno, c.Compacted, c.Replaced));
+        var pending = await Meta.ListPendingDeletesAsync(new ListPendingDeletesRequest { Cred = Root, EligibleOnly = true });
+        Assert.Equal(3, pending.Entries.Count);
+        Assert.All(pending.Entries, e => Assert.True(e.Eligible && e.NotBeforeNs > 0 && e.Size == 10));
+        var confirm = new ConfirmDeletesRequest();
+        confirm.SliceIds.AddRange(pending.Entries.Select(e => e.SliceId));
+        Assert.Equal(3u, (await Meta.ConfirmDeletesAsync(S(confirm))).Removed);
+        var again = confirm.Clone();
+        Assert.Equal(0u, (await Meta.ConfirmDeletesAsync(S(again))).Removed);
+        Assert.Equal(0UL, (await Meta.ListPendingDeletesAsync(new ListPendingDeletesRequest { Cred = Root })).Total);
+    }
+
+    [Fact]
     public async Task ConcurrentCreatesAllLand()
     {
         var dir = (await Meta.MkdirAsync(S(new MkdirRequest { Parent = 1, Name = N("conc"), Mode = 0x1ED }))).Attr.Inode;

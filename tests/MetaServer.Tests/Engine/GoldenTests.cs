@@ -1,4 +1,4 @@
-// Golden tests freezing the Command record encoding and snapshot format v1 byte for byte.
+// Golden tests freezing the Command record encoding and snapshot formats (v2 written, v1 still read) byte for byte.
 //
 // GOLDENS MAY ONLY GROW. Never edit or delete a line in Golden/*.txt: a difference means an encoding changed and
 // existing logs or snapshots would no longer read the same. To add a golden for a new case, add it to the test and
@@ -99,7 +99,26 @@ public sealed class GoldenTests
         c.CloseSession = new CloseSessionRequest();
         yield return ("close_session", c);
         yield return ("expire_sessions", new Command { NowNs = T0 + 100, ExpireSessions = new ExpireSessionsRequest { TimeoutNs = 30_000_000_000 } });
+        c = C(40);
+        c.ConfirmDeletes = new ConfirmDeletesRequest { Cred = RootCred, SliceIds = { 1, 2, 1UL << 40 } };
+        yield return ("confirm_deletes", c);
+        c = C(41);
+        c.CompactChunk = new CompactChunkRequest
+        {
+            Cred = RootCred,
+            Inode = 3,
+            ChunkIndex = 2,
+            ExpectedCount = 31,
+            ExpectedDigest = ByteString.CopyFrom(Enumerable.Range(0, 32).Select(i => (byte)i).ToArray()),
+            Slice = new Slice { Id = 9, Size = 3 << 20, Offset = 0, Length = 3 << 20, Pos = 4096 },
+            DeleteDelayNs = 3_600_000_000_000,
+        };
+        yield return ("compact_chunk", c);
     }
+
+    /// <summary>Commands not part of the v1 fixed state (its replies golden is frozen).</summary>
+    private static bool InV1FixedState(string name) =>
+        name is not ("close_session" or "expire_sessions" or "confirm_deletes" or "compact_chunk");
 
     private static Dictionary<string, string> ReadGolden(string file)
     {
@@ -167,7 +186,7 @@ public sealed class GoldenTests
     {
         var sm = new MetaStateMachine();
         replies = [];
-        var cmds = Commands().Where(c => c.Name is not ("close_session" or "expire_sessions")).ToList(); // keep the session
+        var cmds = Commands().Where(c => InV1FixedState(c.Name)).ToList(); // keep the session
         cmds.Add(("extra_create", new Command { SessionId = 7, Seq = 30, NowNs = T0 + 50, NewInode = 9, Create = new CreateRequest { Cred = Alice, Parent = 1, Name = N("open-unlinked"), Mode = 0x1A4 } }));
         cmds.Add(("extra_unlink", new Command { SessionId = 7, Seq = 31, NowNs = T0 + 51, Unlink = new UnlinkRequest { Cred = Alice, Parent = 1, Name = N("open-unlinked") } }));
         cmds.Add(("extra_xattr", new Command { SessionId = 7, Seq = 32, NowNs = T0 + 52, SetXattr = new SetXattrRequest { Cred = Alice, Inode = 3, Name = N("user.keep"), Value = N("v") } }));
@@ -181,28 +200,90 @@ public sealed class GoldenTests
         return sm;
     }
 
-    [Fact]
-    public void Snapshot_v1_encoding_is_frozen()
+    /// <summary>The v1 fixed state plus a compaction, so v2's pending deletes carry times and a delay.</summary>
+    internal static MetaStateMachine BuildV2State(out List<(string Name, byte[] Reply)> replies)
     {
-        using var sm = BuildFixedState(out var replies);
+        var sm = BuildFixedState(out var v1Replies);
+        _ = v1Replies;
+        replies = [];
+        var index = sm.AppliedIndex;
+        Command C(ulong seq, long dt) => new() { SessionId = 7, Seq = seq, NowNs = T0 + 60 + dt };
+        var cmds = new List<(string, Command)>();
+        var c = C(40, 0);
+        c.NewSliceIds = new NewSliceIdsRequest { Cred = Alice, Count = 3 };
+        c.NewId = 17;
+        cmds.Add(("v2_new_ids", c));
+        c = C(41, 1);
+        c.WriteSlice = new WriteSliceRequest { Cred = Alice, Inode = 3, ChunkIndex = 0, Slice = new Slice { Id = 17, Size = 100, Length = 100 } };
+        cmds.Add(("v2_write_a", c));
+        c = C(42, 2);
+        c.WriteSlice = new WriteSliceRequest { Cred = Alice, Inode = 3, ChunkIndex = 0, Slice = new Slice { Id = 18, Size = 50, Length = 50, Pos = 70 } };
+        cmds.Add(("v2_write_b", c));
+        c = C(43, 3);
+        c.CompactChunk = new CompactChunkRequest
+        {
+            Cred = Alice,
+            Inode = 3,
+            ExpectedCount = 2,
+            ExpectedDigest = ByteString.CopyFrom(SliceDigest.Of([new Slice { Id = 17, Size = 100, Length = 100 }, new Slice { Id = 18, Size = 50, Length = 50, Pos = 70 }])),
+            Slice = new Slice { Id = 19, Size = 120, Length = 120 },
+            DeleteDelayNs = 3_600_000_000_000,
+        };
+        cmds.Add(("v2_compact", c));
+        foreach (var (name, cmd) in cmds)
+        {
+            replies.Add((name, sm.Apply(++index, cmd.ToByteArray())));
+        }
+        return sm;
+    }
+
+    [Fact]
+    public void Snapshot_v2_encoding_is_frozen()
+    {
+        using var sm = BuildV2State(out var replies);
+        Assert.All(replies, r => Assert.Equal(0, HeartbeatReply.Parser.ParseFrom(r.Reply).Errno));
+        Assert.True(CompactChunkReply.Parser.ParseFrom(replies[^1].Reply).Compacted);
         using var ms = new MemoryStream();
         sm.WriteSnapshot(ms);
-        var bytes = ms.ToArray();
-        var actual = new List<(string, string)>
-        {
-            ("snapshot_v1_fixed_state", Convert.ToHexString(bytes)),
-            ("replies_fixed_state", string.Join(":", replies.Select(r => Convert.ToHexString(r.Reply)))),
-        };
-        Verify("meta-snapshot.txt", actual);
+        Verify("meta-snapshot.txt",
+        [
+            ("snapshot_v2_fixed_state", Convert.ToHexString(ms.ToArray())),
+            ("replies_v2_extra", string.Join(":", replies.Select(r => Convert.ToHexString(r.Reply)))),
+        ]);
 
         // The frozen snapshot still restores, to a state that re-encodes identically.
-        var golden = Convert.FromHexString(ReadGolden("meta-snapshot.txt")["snapshot_v1_fixed_state"]);
+        var golden = Convert.FromHexString(ReadGolden("meta-snapshot.txt")["snapshot_v2_fixed_state"]);
         using var restored = new MetaStateMachine();
         restored.RestoreSnapshot(new MemoryStream(golden));
         using var again = new MemoryStream();
         restored.WriteSnapshot(again);
         Assert.Equal(golden, again.ToArray());
         Assert.Equal(0u, restored.GetAttr(new GetAttrRequest { Inode = 9 }).Attr.Nlink);
+        Assert.Equal(2, restored.PendingDeletes().Count(p => p.NotBeforeNs == T0 + 63 + 3_600_000_000_000));
+    }
+
+    [Fact]
+    public void Snapshot_v1_still_restores()
+    {
+        using var sm = BuildFixedState(out var replies);
+        // The v1 golden pins the state and replies this build makes: nothing but the snapshot layout changed.
+        var golden = ReadGolden("meta-snapshot.txt");
+        Assert.Equal(golden["replies_fixed_state"], string.Join(":", replies.Select(r => Convert.ToHexString(r.Reply))));
+        var v1 = Convert.FromHexString(golden["snapshot_v1_fixed_state"]);
+        using var restored = new MetaStateMachine();
+        restored.RestoreSnapshot(new MemoryStream(v1));
+        Assert.Equal(0u, restored.GetAttr(new GetAttrRequest { Inode = 9 }).Attr.Nlink);
+        // v1 kept no drop times: the same pending deletes, times unknown (0).
+        Assert.Equal(sm.PendingDeletes().Select(p => p with { TimeNs = 0 }), restored.PendingDeletes());
+        // Written again (as v2), it reads back to the same state.
+        using var fromV1 = new MemoryStream();
+        restored.WriteSnapshot(fromV1);
+        using var again = new MetaStateMachine();
+        again.RestoreSnapshot(new MemoryStream(fromV1.ToArray()));
+        using var twice = new MemoryStream();
+        again.WriteSnapshot(twice);
+        Assert.Equal(fromV1.ToArray(), twice.ToArray());
+        Assert.Equal(sm.AppliedIndex, again.AppliedIndex);
     }
 
     [Fact]

@@ -434,6 +434,7 @@ public sealed class RaftSimulation
                 HeartbeatTicks = 2,
                 EntriesPerMessageMax = 1 + (Seed % 4), // batch sizes vary by seed, down to one entry per message
                 BytesPerMessageMax = 256,
+                BroadcastCommit = (Seed / 4) % 2 == 0, // half the seeds leave commit news to the next append or heartbeat
                 InflightMessagesMax = 4,
                 SnapshotChunkBytesMax = _o.SnapshotChunkBytesMax,
                 UncommittedEntriesMax = 64,

@@ -445,4 +445,25 @@ public class WriteAheadLogTests(ITestOutputHelper output)
         fs.Position = offset;
         fs.WriteByte((byte)(b ^ (1 << bit)));
     }
+
+    [Fact]
+    public async Task SyncOnTheCallersThreadMakesEverythingDurableAndReleasesWaiters()
+    {
+        using var dir = new TempDir();
+        var wal = OpenSmall(dir.Path);
+        var synced = new List<string>();
+        wal.SyncHookForTests = synced.Add;
+        AppendRange(wal, 30); // several segments
+        var waiter = wal.WaitDurableAsync(30);
+        wal.Sync();
+        Assert.Equal(30UL, wal.DurableIndex);
+        await waiter.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.NotEmpty(synced);
+        var before = synced.Count;
+        wal.Sync(); // nothing new: no fsync
+        Assert.Equal(before, synced.Count);
+        wal.Dispose();
+        using var reopened = OpenSmall(dir.Path);
+        AssertHolds(reopened, 1, 30);
+    }
 }
