@@ -29,11 +29,21 @@ public static class CliApp
         root.Subcommands.Add(FsckCommand.Create(ctx));
         root.Subcommands.Add(DumpCommand.Create(ctx));
         root.Subcommands.Add(LoadCommand.Create(ctx));
+        root.Subcommands.Add(InstallHelperCommand.Create(ctx));
         return root;
     }
 
     public static async Task<int> RunAsync(RootCommand root, string[] args, CliContext ctx, CancellationToken ct = default)
     {
+        try
+        {
+            args = MountOptions.Expand(args);
+        }
+        catch (CliException e)
+        {
+            await ctx.Err.WriteLineAsync($"mirrorfs: {e.Message} (see mirrorfs mount --help)").ConfigureAwait(false);
+            return Usage;
+        }
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {

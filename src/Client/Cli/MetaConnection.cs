@@ -1,6 +1,7 @@
 // Connects to the metaserver a META-URL names: finds the token, opens the RPC client, and checks the volume.
 using System.CommandLine;
 using MirrorFS.Core.Meta;
+using MirrorFS.Core.Metrics;
 using MirrorFS.Core.Rpc;
 
 namespace MirrorFS.Client.Cli;
@@ -45,13 +46,14 @@ public static class MetaConnection
         return string.IsNullOrWhiteSpace(env) ? null : env.Trim();
     }
 
-    public static RpcMetaClient Open(MetaUrl url, string? token, CliContext ctx) =>
+    public static RpcMetaClient Open(MetaUrl url, string? token, CliContext ctx, MetricsRegistry? metrics = null) =>
         new(new RpcMetaClientOptions
         {
             Addresses = url.Addresses,
             BearerToken = token,
             CallTimeoutMs = ctx.MetaFailoverTimeoutMs,
             FailoverTimeoutMs = ctx.MetaFailoverTimeoutMs,
+            Metrics = metrics,
         });
 
     /// <summary>Runs one metadata call, turning infrastructure failures into one-line <see cref="CliException"/>s.</summary>

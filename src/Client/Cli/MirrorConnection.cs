@@ -16,8 +16,9 @@ public static class MirrorConnection
     /// Otherwise the client and the volume's bucket as they are. The returned client owns <paramref name="meta"/>.
     /// </summary>
     public static (IMetaClient Meta, IObjectStore Store) Open(IMetaClient meta, Volume volume, MetaUrl url, string? token,
-        string? primaryToken, CliContext ctx)
+        string? primaryToken, CliContext ctx, Func<string, IObjectStore>? openStore = null)
     {
+        IObjectStore OpenStore(string uri) => MirrorConnection.OpenStore(uri, openStore);
         if (volume.MirrorOf.Length > 0)
         {
             var primary = MetaUrl.Parse(volume.MirrorOf);
@@ -48,11 +49,11 @@ public static class MirrorConnection
         return string.IsNullOrWhiteSpace(env) ? null : env.Trim();
     }
 
-    private static IObjectStore OpenStore(string uri)
+    private static IObjectStore OpenStore(string uri, Func<string, IObjectStore>? open)
     {
         try
         {
-            return ObjectStoreFactory.Open(uri);
+            return open is null ? ObjectStoreFactory.Open(uri) : open(uri);
         }
         catch (StoreUriException e)
         {

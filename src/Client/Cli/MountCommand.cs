@@ -7,6 +7,7 @@ using MirrorFS.Client.Dump;
 using MirrorFS.Client.Fuse;
 using MirrorFS.Client.Mount;
 using MirrorFS.Client.Vfs;
+using MirrorFS.Core.Metrics;
 using MirrorFS.Core.Storage;
 using Volume = MirrorFS.Core.Meta.Volume;
 
@@ -54,11 +55,20 @@ public static class MountCommand
         {
             Description = $"Mounting a mirror: file holding the primary cluster's token (else ${MirrorConnection.PrimaryTokenEnvironment}, else the mirror's)",
         };
-        var cmd = new Command("mount", "Mount a volume")
+        var metrics = new Option<string?>("--metrics")
+        {
+            Description = "Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9567 (port 0: any free port)",
+        };
+        var hideInternal = new Option<bool>("--hide-internal")
+        {
+            Description = "Leave .stats, .config and .accesslog out of the root's listing (they stay reachable by name)",
+        };
+        var fuseOptions = new Option<string?>("--fuse-options") { Description = "More kernel mount options, comma-separated (nosuid,nodev,allow_other...)" };
+        var cmd = new Command("mount", "Mount a volume (-o a,b=c is read as --a --b c, as /etc/fstab and mount.mirrorfs pass options)")
         {
             metaUrl, mountPoint, background, logFile, cacheDir, cacheSize, memCache, bufferSize, maxUploads, prefetch,
             attrCache, entryCache, readOnly, uploadLimit, downloadLimit, metaOpsLimit, deleteInterval, compactSlices, compactDelay,
-            tokenFile, backupMeta, backupSkipAbove, backupKeep, primaryTokenFile,
+            tokenFile, backupMeta, backupSkipAbove, backupKeep, primaryTokenFile, metrics, hideInternal, fuseOptions,
         };
         cmd.SetAction(CliApp.Guard(ctx, "mount", async (parse, ct) =>
         {
@@ -102,10 +112,22 @@ public static class MountCommand
                 var log = parse.GetValue(logFile) ?? Path.Combine(Path.GetTempPath(), $"mirrorfs-{url.Volume}.log");
                 return await StartBackgroundAsync(ctx, url, mp, log, token, primaryToken, ct).ConfigureAwait(false);
             }
-            return await RunForegroundAsync(ctx, url, mp, token, primaryToken, options, parse.GetValue(readOnly), backup, ct).ConfigureAwait(false);
+            var settings = new ForegroundSettings(parse.GetValue(readOnly), parse.GetValue(metrics), parse.GetValue(hideInternal),
+                FuseOptionList(parse.GetValue(fuseOptions)), backup);
+            return await RunForegroundAsync(ctx, url, mp, token, primaryToken, options, settings, ct).ConfigureAwait(false);
         }));
         return cmd;
     }
+
+    /// <summary>Mount settings beyond the VFS options.</summary>
+    private sealed record ForegroundSettings(bool ReadOnly, string? MetricsAddress, bool HideInternal, IReadOnlyList<string> FuseOptions,
+        MetaBackupOptions? Backup);
+
+    /// <summary>Environment variable naming another updatedb.conf (tests point it at a copy).</summary>
+    public const string UpdatedbConfEnvironment = "MIRRORFS_UPDATEDB_CONF";
+
+    private static string[] FuseOptionList(string? list) =>
+        list is null ? [] : list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     private static double NonNegative(double v, string what) =>
         v >= 0 ? v : throw new CliException($"{what} must be 0 or more seconds, not {v.ToString(CultureInfo.InvariantCulture)}");
@@ -131,7 +153,7 @@ public static class MountCommand
     }
 
     private static async Task<int> RunForegroundAsync(CliContext ctx, MetaUrl url, string mp, string? token, string? primaryToken,
-        VfsOptions options, bool readOnly, MetaBackupOptions? backupOptions, CancellationToken ct)
+        VfsOptions options, ForegroundSettings settings, CancellationToken ct)
     {
         using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o =>
         {
@@ -139,7 +161,9 @@ public static class MountCommand
             o.TimestampFormat = "HH:mm:ss.fff ";
         }).SetMinimumLevel(LogLevel.Information));
         var log = loggers.CreateLogger("mirrorfs");
-        var direct = MetaConnection.Open(url, token, ctx);
+        var registry = new MetricsRegistry();
+        ProcessMetrics.Register(registry);
+        var direct = MetaConnection.Open(url, token, ctx, registry);
         Volume volume;
         try
         {
@@ -150,33 +174,80 @@ public static class MountCommand
             await direct.DisposeAsync().ConfigureAwait(false);
             throw;
         }
-        // A mirror's reads stay in this region; writes go to the primary (MirrorConnection).
-        var (routed, routedStore) = MirrorConnection.Open(direct, volume, url, token, primaryToken, ctx);
+        // A mirror's reads stay in this region; writes go to the primary (MirrorConnection). Every store is metered
+        // under its retries: every try is one request to the store.
+        var storeMetrics = new ObjectStoreMetrics(registry);
+        var (routed, routedStore) = MirrorConnection.Open(direct, volume, url, token, primaryToken, ctx,
+            uri => new RetryingObjectStore(new MeteredObjectStore(ObjectStoreFactory.OpenRaw(uri), storeMetrics)));
         await using var meta = routed;
         await using var store = routedStore;
         if (volume.MirrorOf.Length > 0)
         {
             log.LogInformation("{Url} mirrors {Primary}: reads here, writes to the primary", url, volume.MirrorOf);
         }
+        options = options with { Metrics = new VfsMetrics(registry) };
         await using var vfs = await MetaConnection.CallAsync(url,
             () => MirrorVfs.CreateAsync(meta, store, options, loggers.CreateLogger("mirrorfs.vfs"), ct: ct)).ConfigureAwait(false);
         // A read-only mount writes nothing to the bucket, backups included.
-        await using var backup = backupOptions is null || readOnly
+        await using var backup = settings.Backup is null || settings.ReadOnly
             ? null
-            : new MetaBackup(vfs.Session, store, volume.Name, backupOptions, loggers.CreateLogger("mirrorfs.backup"));
+            : new MetaBackup(vfs.Session, store, volume.Name, settings.Backup, loggers.CreateLogger("mirrorfs.backup"));
+        registry.GaugeCallback("mirrorfs_buffered_bytes", "Bytes written but not yet committed.", () => vfs.BufferedBytes);
+        registry.GaugeCallback("mirrorfs_blockcache_memory_bytes", "Bytes of blocks in the memory cache.", () => vfs.MemoryCache.Bytes);
+        registry.GaugeCallback("mirrorfs_blockcache_disk_bytes", "Bytes of blocks in the disk cache.", () => vfs.DiskCache?.Bytes ?? 0);
+
+        MetricsHttpServer? metricsServer = null;
+        if (settings.MetricsAddress is { } addr)
+        {
+            try
+            {
+                metricsServer = await MetricsHttpServer.StartAsync(addr, registry, loggers, ct).ConfigureAwait(false);
+            }
+            catch (ArgumentException e)
+            {
+                throw new CliException(e.Message);
+            }
+            log.LogInformation("metrics at {Url}", metricsServer.Url);
+            if (System.Net.IPEndPoint.TryParse(addr, out var ep) && !System.Net.IPAddress.IsLoopback(ep.Address))
+            {
+                log.LogWarning("metrics are served to other hosts on {Address}; use 127.0.0.1:PORT to keep them local", addr);
+            }
+        }
+        await using var metricsOwner = metricsServer;
+
+        var info = new MountInfo
+        {
+            MetaUrl = url.Redacted,
+            MountPoint = mp,
+            FsName = url.ToString(),
+            FsType = FsType,
+            ReadOnly = settings.ReadOnly,
+            HideInternalFiles = settings.HideInternal,
+            MetricsUrl = metricsServer?.Url,
+            FuseOptions = settings.FuseOptions,
+        };
+        var accessLog = new AccessLog();
+        var internals = new InternalFiles(registry, accessLog, () => MountConfigJson.Build(info, vfs.Options, vfs.Volume), !settings.HideInternal);
+        var fuseOptions = new FuseMountOptions
+        {
+            FsName = info.FsName,
+            Subtype = "mirrorfs",
+            DefaultPermissions = true,
+            ReadOnly = settings.ReadOnly,
+            ExtraOptions = settings.FuseOptions,
+            Logger = loggers.CreateLogger("mirrorfs.fuse"),
+            Observer = new FuseMetrics(registry, accessLog),
+        };
+        if (Environment.IsPrivilegedProcess)
+        {
+            KeepUpdatedbAway(ctx, log);
+        }
         FuseMount mount;
         try
         {
-            mount = FuseMount.Mount(new VfsFuseAdapter(vfs), mp, new FuseMountOptions
-            {
-                FsName = url.ToString(),
-                Subtype = "mirrorfs",
-                DefaultPermissions = true,
-                ReadOnly = readOnly,
-                Logger = loggers.CreateLogger("mirrorfs.fuse"),
-            });
+            mount = FuseMount.Mount(new VfsFuseAdapter(vfs, internals), mp, fuseOptions);
         }
-        catch (FuseMountException e)
+        catch (Exception e) when (e is FuseMountException or ArgumentException)
         {
             throw new CliException(e.Message);
         }
@@ -249,7 +320,28 @@ public static class MountCommand
         throw new CliException($"{mp} did not appear mounted within {BackgroundMountWaitMs} ms (log {log})");
     }
 
-    private static string[] SelfCommand()
+    /// <summary>The type /proc/mounts shows: FUSE's "fuse." plus our subtype.</summary>
+    public const string FsType = "fuse.mirrorfs";
+
+    // A mount as root adds our type to updatedb's PRUNEFS, so nightly locate scans skip the volume.
+    private static void KeepUpdatedbAway(CliContext ctx, ILogger log)
+    {
+        var path = ctx.Environment(UpdatedbConfEnvironment) is { Length: > 0 } p ? p : UpdatedbConf.DefaultPath;
+        try
+        {
+            if (UpdatedbConf.AddPruneFs(path, FsType) == PruneFsResult.Added)
+            {
+                log.LogInformation("added {FsType} to PRUNEFS in {Path}", FsType, path);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            log.LogWarning("could not add {FsType} to PRUNEFS in {Path}: {Error}", FsType, path, e.Message);
+        }
+    }
+
+    /// <summary>How to run this program again: the executable, plus the assembly when run through dotnet.</summary>
+    internal static string[] SelfCommand()
     {
         var process = Environment.ProcessPath ?? "dotnet";
         return Path.GetFileNameWithoutExtension(process) == "dotnet"

@@ -25,6 +25,8 @@ public sealed unsafe class DirBuffer : IDisposable
     internal FuseRequest Request { get; }
     public bool Plus { get; }
     public int Length => _length;
+    /// <summary>Entries added so far.</summary>
+    public int Count { get; private set; }
     public int Capacity => _capacity;
     public bool IsEmpty => _length == 0;
     internal byte* Pointer => _buf;
@@ -78,6 +80,7 @@ public sealed unsafe class DirBuffer : IDisposable
             return false;
         }
         _length += (int)need;
+        Count++;
         return true;
     }
 

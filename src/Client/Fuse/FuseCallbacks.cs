@@ -123,7 +123,7 @@ internal static unsafe class FuseCallbacks
     private static void Lookup(nint req, ulong parent, byte* name)
     {
         if (!Begin(req, "lookup", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.Lookup(r, parent, Name(name))); }
+        try { var n = Name(name); r.Args = new(parent, n); s.Complete(r, s.Fs.Lookup(r, parent, n)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -131,7 +131,7 @@ internal static unsafe class FuseCallbacks
     private static void Forget(nint req, ulong ino, ulong nlookup)
     {
         if (!Begin(req, "forget", out var s, out var r)) return;
-        try { s.Fs.Forget(ino, nlookup); }
+        try { r.Args = new(ino, Size: (long)nlookup); s.Fs.Forget(ino, nlookup); }
         catch (Exception e) { s.Logger.LogError(e, "FUSE forget handler failed"); }
         finally { r.ReplyNone(); }
     }
@@ -140,7 +140,7 @@ internal static unsafe class FuseCallbacks
     private static void ForgetMulti(nint req, nuint count, FuseForgetData* forgets)
     {
         if (!Begin(req, "forget_multi", out var s, out var r)) return;
-        try { s.Fs.ForgetMulti(new ReadOnlySpan<FuseForgetData>(forgets, checked((int)count))); }
+        try { r.Args = new(Size: (long)count); s.Fs.ForgetMulti(new ReadOnlySpan<FuseForgetData>(forgets, checked((int)count))); }
         catch (Exception e) { s.Logger.LogError(e, "FUSE forget handler failed"); }
         finally { r.ReplyNone(); }
     }
@@ -149,7 +149,7 @@ internal static unsafe class FuseCallbacks
     private static void GetAttr(nint req, ulong ino, FuseFileInfo* fi)
     {
         if (!Begin(req, "getattr", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.GetAttr(r, ino, FiOrNull(fi))); }
+        try { r.Args = new(ino); s.Complete(r, s.Fs.GetAttr(r, ino, FiOrNull(fi))); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -157,7 +157,7 @@ internal static unsafe class FuseCallbacks
     private static void SetAttr(nint req, ulong ino, FuseStat* attr, int toSet, FuseFileInfo* fi)
     {
         if (!Begin(req, "setattr", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.SetAttr(r, ino, *attr, (FuseSetAttr)toSet, FiOrNull(fi))); }
+        try { r.Args = new(ino, Flags: toSet, Off: attr->Size, Size: attr->Mode); s.Complete(r, s.Fs.SetAttr(r, ino, *attr, (FuseSetAttr)toSet, FiOrNull(fi))); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -165,7 +165,7 @@ internal static unsafe class FuseCallbacks
     private static void ReadLink(nint req, ulong ino)
     {
         if (!Begin(req, "readlink", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.ReadLink(r, ino)); }
+        try { r.Args = new(ino); s.Complete(r, s.Fs.ReadLink(r, ino)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -173,7 +173,7 @@ internal static unsafe class FuseCallbacks
     private static void MkNod(nint req, ulong parent, byte* name, uint mode, ulong rdev)
     {
         if (!Begin(req, "mknod", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.MkNod(r, parent, Name(name), mode, rdev)); }
+        try { var n = Name(name); r.Args = new(parent, n, Flags: mode); s.Complete(r, s.Fs.MkNod(r, parent, n, mode, rdev)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -181,7 +181,7 @@ internal static unsafe class FuseCallbacks
     private static void MkDir(nint req, ulong parent, byte* name, uint mode)
     {
         if (!Begin(req, "mkdir", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.MkDir(r, parent, Name(name), mode)); }
+        try { var n = Name(name); r.Args = new(parent, n, Flags: mode); s.Complete(r, s.Fs.MkDir(r, parent, n, mode)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -189,7 +189,7 @@ internal static unsafe class FuseCallbacks
     private static void Unlink(nint req, ulong parent, byte* name)
     {
         if (!Begin(req, "unlink", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.Unlink(r, parent, Name(name))); }
+        try { var n = Name(name); r.Args = new(parent, n); s.Complete(r, s.Fs.Unlink(r, parent, n)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -197,7 +197,7 @@ internal static unsafe class FuseCallbacks
     private static void RmDir(nint req, ulong parent, byte* name)
     {
         if (!Begin(req, "rmdir", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.RmDir(r, parent, Name(name))); }
+        try { var n = Name(name); r.Args = new(parent, n); s.Complete(r, s.Fs.RmDir(r, parent, n)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -205,7 +205,7 @@ internal static unsafe class FuseCallbacks
     private static void SymLink(nint req, byte* link, ulong parent, byte* name)
     {
         if (!Begin(req, "symlink", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.SymLink(r, Name(link), parent, Name(name))); }
+        try { var n = Name(name); var t = Name(link); r.Args = new(parent, n, Name2: t); s.Complete(r, s.Fs.SymLink(r, t, parent, n)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -213,7 +213,7 @@ internal static unsafe class FuseCallbacks
     private static void Rename(nint req, ulong parent, byte* name, ulong newParent, byte* newName, uint flags)
     {
         if (!Begin(req, "rename", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.Rename(r, parent, Name(name), newParent, Name(newName), flags)); }
+        try { var n = Name(name); var n2 = Name(newName); r.Args = new(parent, n, newParent, n2, Flags: flags); s.Complete(r, s.Fs.Rename(r, parent, n, newParent, n2, flags)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -221,7 +221,7 @@ internal static unsafe class FuseCallbacks
     private static void Link(nint req, ulong ino, ulong newParent, byte* newName)
     {
         if (!Begin(req, "link", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.Link(r, ino, newParent, Name(newName))); }
+        try { var n2 = Name(newName); r.Args = new(ino, null, newParent, n2); s.Complete(r, s.Fs.Link(r, ino, newParent, n2)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -229,7 +229,7 @@ internal static unsafe class FuseCallbacks
     private static void Open(nint req, ulong ino, FuseFileInfo* fi)
     {
         if (!Begin(req, "open", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.Open(r, ino, Fi(fi))); }
+        try { var f = Fi(fi); r.Args = new(ino, Flags: f.Flags); s.Complete(r, s.Fs.Open(r, ino, f)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -237,7 +237,7 @@ internal static unsafe class FuseCallbacks
     private static void Read(nint req, ulong ino, nuint size, long off, FuseFileInfo* fi)
     {
         if (!Begin(req, "read", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.Read(r, ino, (int)Math.Min(size, int.MaxValue), off, Fi(fi))); }
+        try { var f = Fi(fi); r.Args = new(ino, Off: off, Size: (long)size, Fh: f.Fh); s.Complete(r, s.Fs.Read(r, ino, (int)Math.Min(size, int.MaxValue), off, f)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -252,7 +252,9 @@ internal static unsafe class FuseCallbacks
             var n = checked((int)size);
             rented = ArrayPool<byte>.Shared.Rent(n);
             new ReadOnlySpan<byte>(buf, n).CopyTo(rented);
-            var task = s.Fs.Write(r, ino, rented.AsMemory(0, n), off, Fi(fi));
+            var f = Fi(fi);
+            r.Args = new(ino, Off: off, Size: n, Fh: f.Fh);
+            var task = s.Fs.Write(r, ino, rented.AsMemory(0, n), off, f);
             var owned = rented;
             rented = null;
             s.Complete(r, task, owned);
@@ -268,7 +270,7 @@ internal static unsafe class FuseCallbacks
     private static void Flush(nint req, ulong ino, FuseFileInfo* fi)
     {
         if (!Begin(req, "flush", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.Flush(r, ino, Fi(fi))); }
+        try { var f = Fi(fi); r.Args = new(ino, Fh: f.Fh); s.Complete(r, s.Fs.Flush(r, ino, f)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -276,7 +278,7 @@ internal static unsafe class FuseCallbacks
     private static void Release(nint req, ulong ino, FuseFileInfo* fi)
     {
         if (!Begin(req, "release", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.Release(r, ino, Fi(fi))); }
+        try { var f = Fi(fi); r.Args = new(ino, Fh: f.Fh); s.Complete(r, s.Fs.Release(r, ino, f)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -284,7 +286,7 @@ internal static unsafe class FuseCallbacks
     private static void FSync(nint req, ulong ino, int datasync, FuseFileInfo* fi)
     {
         if (!Begin(req, "fsync", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.FSync(r, ino, datasync != 0, Fi(fi))); }
+        try { var f = Fi(fi); r.Args = new(ino, Fh: f.Fh, Flags: datasync); s.Complete(r, s.Fs.FSync(r, ino, datasync != 0, f)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -292,7 +294,7 @@ internal static unsafe class FuseCallbacks
     private static void OpenDir(nint req, ulong ino, FuseFileInfo* fi)
     {
         if (!Begin(req, "opendir", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.OpenDir(r, ino, Fi(fi))); }
+        try { r.Args = new(ino); s.Complete(r, s.Fs.OpenDir(r, ino, Fi(fi))); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -300,7 +302,7 @@ internal static unsafe class FuseCallbacks
     private static void ReadDir(nint req, ulong ino, nuint size, long off, FuseFileInfo* fi)
     {
         if (!Begin(req, "readdir", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.ReadDir(r, ino, (int)Math.Min(size, DirBuffer.SizeBytesMax), off, Fi(fi))); }
+        try { var f = Fi(fi); r.Args = new(ino, Off: off, Size: (long)size, Fh: f.Fh); s.Complete(r, s.Fs.ReadDir(r, ino, (int)Math.Min(size, DirBuffer.SizeBytesMax), off, f)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -308,7 +310,7 @@ internal static unsafe class FuseCallbacks
     private static void ReadDirPlus(nint req, ulong ino, nuint size, long off, FuseFileInfo* fi)
     {
         if (!Begin(req, "readdirplus", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.ReadDirPlus(r, ino, (int)Math.Min(size, DirBuffer.SizeBytesMax), off, Fi(fi))); }
+        try { var f = Fi(fi); r.Args = new(ino, Off: off, Size: (long)size, Fh: f.Fh); s.Complete(r, s.Fs.ReadDirPlus(r, ino, (int)Math.Min(size, DirBuffer.SizeBytesMax), off, f)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -316,7 +318,7 @@ internal static unsafe class FuseCallbacks
     private static void ReleaseDir(nint req, ulong ino, FuseFileInfo* fi)
     {
         if (!Begin(req, "releasedir", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.ReleaseDir(r, ino, Fi(fi))); }
+        try { var f = Fi(fi); r.Args = new(ino, Fh: f.Fh); s.Complete(r, s.Fs.ReleaseDir(r, ino, f)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -324,7 +326,7 @@ internal static unsafe class FuseCallbacks
     private static void FSyncDir(nint req, ulong ino, int datasync, FuseFileInfo* fi)
     {
         if (!Begin(req, "fsyncdir", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.FSyncDir(r, ino, datasync != 0, Fi(fi))); }
+        try { var f = Fi(fi); r.Args = new(ino, Fh: f.Fh, Flags: datasync); s.Complete(r, s.Fs.FSyncDir(r, ino, datasync != 0, f)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -332,7 +334,7 @@ internal static unsafe class FuseCallbacks
     private static void StatFs(nint req, ulong ino)
     {
         if (!Begin(req, "statfs", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.StatFs(r, ino)); }
+        try { r.Args = new(ino); s.Complete(r, s.Fs.StatFs(r, ino)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -340,7 +342,7 @@ internal static unsafe class FuseCallbacks
     private static void SetXattr(nint req, ulong ino, byte* name, byte* value, nuint size, int flags)
     {
         if (!Begin(req, "setxattr", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.SetXattr(r, ino, Name(name), new ReadOnlySpan<byte>(value, checked((int)size)).ToArray(), flags)); }
+        try { var n = Name(name); r.Args = new(ino, n, Size: (long)size, Flags: flags); s.Complete(r, s.Fs.SetXattr(r, ino, n, new ReadOnlySpan<byte>(value, checked((int)size)).ToArray(), flags)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -348,7 +350,7 @@ internal static unsafe class FuseCallbacks
     private static void GetXattr(nint req, ulong ino, byte* name, nuint size)
     {
         if (!Begin(req, "getxattr", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.GetXattr(r, ino, Name(name), (int)Math.Min(size, int.MaxValue))); }
+        try { var n = Name(name); r.Args = new(ino, n, Size: (long)size); s.Complete(r, s.Fs.GetXattr(r, ino, n, (int)Math.Min(size, int.MaxValue))); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -356,7 +358,7 @@ internal static unsafe class FuseCallbacks
     private static void ListXattr(nint req, ulong ino, nuint size)
     {
         if (!Begin(req, "listxattr", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.ListXattr(r, ino, (int)Math.Min(size, int.MaxValue))); }
+        try { r.Args = new(ino, Size: (long)size); s.Complete(r, s.Fs.ListXattr(r, ino, (int)Math.Min(size, int.MaxValue))); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -364,7 +366,7 @@ internal static unsafe class FuseCallbacks
     private static void RemoveXattr(nint req, ulong ino, byte* name)
     {
         if (!Begin(req, "removexattr", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.RemoveXattr(r, ino, Name(name))); }
+        try { var n = Name(name); r.Args = new(ino, n); s.Complete(r, s.Fs.RemoveXattr(r, ino, n)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -372,7 +374,7 @@ internal static unsafe class FuseCallbacks
     private static void Access(nint req, ulong ino, int mask)
     {
         if (!Begin(req, "access", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.Access(r, ino, mask)); }
+        try { r.Args = new(ino, Flags: mask); s.Complete(r, s.Fs.Access(r, ino, mask)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -380,7 +382,7 @@ internal static unsafe class FuseCallbacks
     private static void Create(nint req, ulong parent, byte* name, uint mode, FuseFileInfo* fi)
     {
         if (!Begin(req, "create", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.Create(r, parent, Name(name), mode, Fi(fi))); }
+        try { var n = Name(name); var f = Fi(fi); r.Args = new(parent, n, Flags: mode, Size: f.Flags); s.Complete(r, s.Fs.Create(r, parent, n, mode, f)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -388,7 +390,7 @@ internal static unsafe class FuseCallbacks
     private static void GetLk(nint req, ulong ino, FuseFileInfo* fi, FuseFlock* lk)
     {
         if (!Begin(req, "getlk", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.GetLk(r, ino, Fi(fi), *lk)); }
+        try { var f = Fi(fi); r.Args = new(ino, Fh: f.Fh); s.Complete(r, s.Fs.GetLk(r, ino, f, *lk)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -396,7 +398,7 @@ internal static unsafe class FuseCallbacks
     private static void SetLk(nint req, ulong ino, FuseFileInfo* fi, FuseFlock* lk, int sleep)
     {
         if (!Begin(req, "setlk", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.SetLk(r, ino, Fi(fi), *lk, sleep != 0)); }
+        try { var f = Fi(fi); r.Args = new(ino, Fh: f.Fh, Flags: sleep); s.Complete(r, s.Fs.SetLk(r, ino, f, *lk, sleep != 0)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -404,7 +406,7 @@ internal static unsafe class FuseCallbacks
     private static void Flock(nint req, ulong ino, FuseFileInfo* fi, int op)
     {
         if (!Begin(req, "flock", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.Flock(r, ino, Fi(fi), op)); }
+        try { var f = Fi(fi); r.Args = new(ino, Fh: f.Fh, Flags: op); s.Complete(r, s.Fs.Flock(r, ino, f, op)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 
@@ -412,7 +414,7 @@ internal static unsafe class FuseCallbacks
     private static void Fallocate(nint req, ulong ino, int mode, long offset, long length, FuseFileInfo* fi)
     {
         if (!Begin(req, "fallocate", out var s, out var r)) return;
-        try { s.Complete(r, s.Fs.Fallocate(r, ino, mode, offset, length, Fi(fi))); }
+        try { var f = Fi(fi); r.Args = new(ino, Off: offset, Size: length, Fh: f.Fh, Flags: mode); s.Complete(r, s.Fs.Fallocate(r, ino, mode, offset, length, f)); }
         catch (Exception e) { s.Fail(r, e); }
     }
 }

@@ -66,7 +66,7 @@ public sealed unsafe class FuseMount : IDisposable
         var argv = new List<string> { "mirrorfs", "-o", optionString };
         if (options.Debug) argv.Add("-d");
 
-        var state = new FuseSessionState(fs, options.Logger);
+        var state = new FuseSessionState(fs, options.Logger, options.Observer);
         var ops = FuseCallbacks.BuildOps(fs);
         var session = NewSession(argv, &ops, GCHandle.ToIntPtr(state.Handle));
         if (session == 0)

@@ -30,6 +30,8 @@ public sealed class FuseMountOptions
     /// <summary>How long Unmount waits for handlers that have not replied yet before freeing the session.</summary>
     public int DrainTimeoutMs { get; init; } = 5_000;
     public ILogger Logger { get; init; } = NullLogger.Instance;
+    /// <summary>Told about every answered request (metrics, access log); null for none.</summary>
+    public IFuseRequestObserver? Observer { get; init; }
 
     internal const int MaxThreadsMax = 1024;
 

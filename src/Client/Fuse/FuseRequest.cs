@@ -3,7 +3,7 @@ using System.Text;
 
 namespace MirrorFS.Client.Fuse;
 
-public sealed unsafe class FuseRequest
+public sealed unsafe partial class FuseRequest
 {
     private const int Open = 0;
     private const int Busy = 1;
@@ -23,6 +23,7 @@ public sealed unsafe class FuseRequest
         Gid = ctx->Gid;
         Pid = ctx->Pid;
         Umask = ctx->Umask;
+        StartTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
     }
 
     /// <summary>Name of the low-level operation, for logs.</summary>
@@ -62,6 +63,7 @@ public sealed unsafe class FuseRequest
             throw new ArgumentOutOfRangeException(nameof(errno), errno, "ReplyError takes a positive errno; use a success reply instead");
         }
         var req = Take();
+        Outcome(errno, ReplyKind.Error, 0);
         Done(FuseNative.ReplyErr(req, errno));
     }
 
@@ -69,12 +71,14 @@ public sealed unsafe class FuseRequest
     public void ReplyOk()
     {
         var req = Take();
+        Outcome(0, ReplyKind.Ok, 0);
         Done(FuseNative.ReplyErr(req, 0));
     }
 
     public void ReplyEntry(in FuseEntry entry)
     {
         var req = Take();
+        Outcome(0, ReplyKind.Entry, (long)entry.Ino);
         fixed (FuseEntry* e = &entry)
         {
             Done(FuseNative.ReplyEntry(req, e));
@@ -85,6 +89,7 @@ public sealed unsafe class FuseRequest
     {
         var fi = new FuseFileInfo { Fh = fh, DirectIo = directIo, KeepCache = keepCache };
         var req = Take();
+        Outcome(0, ReplyKind.Entry, (long)entry.Ino, (long)fh);
         fixed (FuseEntry* e = &entry)
         {
             Done(FuseNative.ReplyCreate(req, e, &fi));
@@ -94,6 +99,7 @@ public sealed unsafe class FuseRequest
     public void ReplyAttr(in FuseStat attr, double attrTimeoutSeconds)
     {
         var req = Take();
+        Outcome(0, ReplyKind.Attr, (long)attr.Ino, attr.Size);
         fixed (FuseStat* a = &attr)
         {
             Done(FuseNative.ReplyAttr(req, a, attrTimeoutSeconds));
@@ -105,6 +111,7 @@ public sealed unsafe class FuseRequest
         var z = new byte[target.Length + 1];
         target.CopyTo(z);
         var req = Take();
+        Outcome(0, ReplyKind.Bytes, target.Length);
         fixed (byte* p = z)
         {
             Done(FuseNative.ReplyReadlink(req, p));
@@ -117,12 +124,14 @@ public sealed unsafe class FuseRequest
     {
         var fi = new FuseFileInfo { Fh = fh, DirectIo = directIo, KeepCache = keepCache, CacheReaddir = cacheReaddir, NonSeekable = nonSeekable };
         var req = Take();
+        Outcome(0, ReplyKind.Handle, (long)fh);
         Done(FuseNative.ReplyOpen(req, &fi));
     }
 
     public void ReplyWrite(long count)
     {
         var req = Take();
+        Outcome(0, ReplyKind.Bytes, count);
         Done(FuseNative.ReplyWrite(req, (nuint)count));
     }
 
@@ -130,6 +139,7 @@ public sealed unsafe class FuseRequest
     public void ReplyData(ReadOnlySpan<byte> data)
     {
         var req = Take();
+        Outcome(0, ReplyKind.Bytes, data.Length);
         fixed (byte* p = data)
         {
             Done(FuseNative.ReplyBuf(req, p, (nuint)data.Length));
@@ -141,6 +151,7 @@ public sealed unsafe class FuseRequest
     public void ReplyStatFs(in FuseStatVfs st)
     {
         var req = Take();
+        Outcome(0, ReplyKind.Ok, 0);
         fixed (FuseStatVfs* s = &st)
         {
             Done(FuseNative.ReplyStatfs(req, s));
@@ -151,12 +162,14 @@ public sealed unsafe class FuseRequest
     public void ReplyXattr(long size)
     {
         var req = Take();
+        Outcome(0, ReplyKind.Size, size);
         Done(FuseNative.ReplyXattr(req, (nuint)size));
     }
 
     public void ReplyLock(in FuseFlock lk)
     {
         var req = Take();
+        Outcome(0, ReplyKind.Ok, 0);
         fixed (FuseFlock* l = &lk)
         {
             Done(FuseNative.ReplyLock(req, l));
@@ -173,6 +186,7 @@ public sealed unsafe class FuseRequest
         try
         {
             var req = Take();
+            Outcome(0, ReplyKind.Entries, buffer.Count, buffer.Length);
             Done(FuseNative.ReplyBuf(req, buffer.Pointer, (nuint)buffer.Length));
         }
         finally
@@ -187,8 +201,10 @@ public sealed unsafe class FuseRequest
     internal void ReplyNone()
     {
         var req = Take();
+        Outcome(0, ReplyKind.None, 0);
         FuseNative.ReplyNone(req);
         _session.RequestDone();
+        _session.Observe(this);
     }
 
     /// <summary>The native request while the reply has not been sent yet (DirBuffer fills need it).</summary>
@@ -210,6 +226,7 @@ public sealed unsafe class FuseRequest
         {
             return false;
         }
+        Outcome(errno, ReplyKind.Error, 0);
         Done(FuseNative.ReplyErr(req, errno));
         return true;
     }
@@ -252,5 +269,6 @@ public sealed unsafe class FuseRequest
             // -ENOENT means the kernel dropped the request (interrupted caller): not an error worth a log line.
             _session.ReplyFailed(Operation, -rc);
         }
+        _session.Observe(this);
     }
 }

@@ -9,10 +9,13 @@ internal sealed class FuseSessionState
 {
     private long _inFlight;
 
-    internal FuseSessionState(FuseFileSystem fs, ILogger logger)
+    private readonly IFuseRequestObserver? _observer;
+
+    internal FuseSessionState(FuseFileSystem fs, ILogger logger, IFuseRequestObserver? observer = null)
     {
         Fs = fs;
         Logger = logger;
+        _observer = observer;
         Handle = GCHandle.Alloc(this);
     }
 
@@ -31,6 +34,23 @@ internal sealed class FuseSessionState
     }
 
     internal void RequestDone() => Interlocked.Decrement(ref _inFlight);
+
+    /// <summary>Hands an answered request to the observer; an observer that throws is logged, never propagated.</summary>
+    internal void Observe(FuseRequest r)
+    {
+        if (_observer is null)
+        {
+            return;
+        }
+        try
+        {
+            _observer.Replied(r);
+        }
+        catch (Exception e)
+        {
+            Logger.LogError(e, "FUSE request observer failed on {Operation}", r.Operation);
+        }
+    }
 
     internal void ReplyFailed(string operation, int errno)
     {

@@ -1,4 +1,5 @@
-// Translates libfuse low-level callbacks into MirrorVfs calls and VFS results into FUSE replies. No logic lives here.
+// Translates libfuse low-level callbacks into MirrorVfs calls and VFS results into FUSE replies. No logic lives here;
+// the root's virtual files (.stats, .config, .accesslog) are answered by InternalFiles before the VFS is asked.
 using System.Buffers;
 using MirrorFS.Client.Fuse;
 using MirrorFS.Client.Vfs;
@@ -6,12 +7,26 @@ using MirrorFS.Core.Meta;
 
 namespace MirrorFS.Client.Mount;
 
-public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
+public sealed class VfsFuseAdapter(MirrorVfs vfs, InternalFiles? internals = null) : FuseFileSystem
 {
     // Smallest bytes a directory entry takes in the kernel's buffer (dirent / direntplus header and a short name):
     // asking the metaserver for more entries than fit would only throw the rest away.
     private const int DirentBytesMin = 32;
     private const int DirentPlusBytesMin = 160;
+
+    private bool Internal(ulong ino) => internals is not null && InternalFiles.Owns(ino);
+
+    private bool Reserved(ulong parent, byte[] name) => internals?.IsReserved(parent, name) == true;
+
+    /// <summary>Replies <paramref name="errno"/> and returns true when <paramref name="hit"/>; for guards at the top of a handler.</summary>
+    private static bool Refuse(FuseRequest r, bool hit, int errno)
+    {
+        if (hit)
+        {
+            r.ReplyError(errno);
+        }
+        return hit;
+    }
 
     private static VfsContext Ctx(FuseRequest r) => new(r.Uid, r.Gid, (uint)Math.Max(0, r.Pid));
 
@@ -68,13 +83,30 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
         }
     }
 
-    public override async ValueTask Lookup(FuseRequest request, ulong parent, byte[] name) =>
+    public override async ValueTask Lookup(FuseRequest request, ulong parent, byte[] name)
+    {
+        if (internals?.TryLookup(request, parent, name) == true)
+        {
+            return;
+        }
         Reply(request, await vfs.LookupAsync(Ctx(request), parent, name));
+    }
 
-    public override void Forget(ulong ino, ulong nlookup) => vfs.Forget(ino, nlookup);
+    public override void Forget(ulong ino, ulong nlookup)
+    {
+        if (!Internal(ino))
+        {
+            vfs.Forget(ino, nlookup);
+        }
+    }
 
     public override async ValueTask GetAttr(FuseRequest request, ulong ino, FuseFileInfo? fi)
     {
+        if (Internal(ino))
+        {
+            internals!.GetAttr(request, ino);
+            return;
+        }
         var res = await vfs.GetAttrAsync(Ctx(request), ino);
         if (res.Ok)
         {
@@ -88,6 +120,10 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
 
     public override async ValueTask SetAttr(FuseRequest request, ulong ino, FuseStat attr, FuseSetAttr toSet, FuseFileInfo? fi)
     {
+        if (Refuse(request, Internal(ino), Fuse.Errno.EPERM))
+        {
+            return;
+        }
         // FUSE's FATTR_* bits and the contract's SetAttrValid share their values.
         var set = new VfsSetAttr
         {
@@ -113,6 +149,10 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
 
     public override async ValueTask ReadLink(FuseRequest request, ulong ino)
     {
+        if (Refuse(request, Internal(ino), Fuse.Errno.EINVAL))
+        {
+            return;
+        }
         var res = await vfs.ReadLinkAsync(Ctx(request), ino);
         if (res.Ok)
         {
@@ -124,29 +164,69 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
         }
     }
 
-    public override async ValueTask MkNod(FuseRequest request, ulong parent, byte[] name, uint mode, ulong rdev) =>
-        Reply(request, await vfs.MknodAsync(Ctx(request), parent, name, mode, request.Umask, rdev));
+    public override async ValueTask MkNod(FuseRequest request, ulong parent, byte[] name, uint mode, ulong rdev)
+    {
+        if (!Refuse(request, Reserved(parent, name), Fuse.Errno.EEXIST))
+        {
+            Reply(request, await vfs.MknodAsync(Ctx(request), parent, name, mode, request.Umask, rdev));
+        }
+    }
 
-    public override async ValueTask MkDir(FuseRequest request, ulong parent, byte[] name, uint mode) =>
-        Reply(request, await vfs.MkdirAsync(Ctx(request), parent, name, mode, request.Umask));
+    public override async ValueTask MkDir(FuseRequest request, ulong parent, byte[] name, uint mode)
+    {
+        if (!Refuse(request, Reserved(parent, name), Fuse.Errno.EEXIST))
+        {
+            Reply(request, await vfs.MkdirAsync(Ctx(request), parent, name, mode, request.Umask));
+        }
+    }
 
-    public override async ValueTask Unlink(FuseRequest request, ulong parent, byte[] name) =>
-        Reply(request, await vfs.UnlinkAsync(Ctx(request), parent, name));
+    public override async ValueTask Unlink(FuseRequest request, ulong parent, byte[] name)
+    {
+        if (!Refuse(request, Reserved(parent, name), Fuse.Errno.EPERM))
+        {
+            Reply(request, await vfs.UnlinkAsync(Ctx(request), parent, name));
+        }
+    }
 
-    public override async ValueTask RmDir(FuseRequest request, ulong parent, byte[] name) =>
-        Reply(request, await vfs.RmdirAsync(Ctx(request), parent, name));
+    public override async ValueTask RmDir(FuseRequest request, ulong parent, byte[] name)
+    {
+        if (!Refuse(request, Reserved(parent, name), Fuse.Errno.ENOTDIR))
+        {
+            Reply(request, await vfs.RmdirAsync(Ctx(request), parent, name));
+        }
+    }
 
-    public override async ValueTask SymLink(FuseRequest request, byte[] target, ulong parent, byte[] name) =>
-        Reply(request, await vfs.SymlinkAsync(Ctx(request), parent, name, target));
+    public override async ValueTask SymLink(FuseRequest request, byte[] target, ulong parent, byte[] name)
+    {
+        if (!Refuse(request, Reserved(parent, name), Fuse.Errno.EEXIST))
+        {
+            Reply(request, await vfs.SymlinkAsync(Ctx(request), parent, name, target));
+        }
+    }
 
-    public override async ValueTask Rename(FuseRequest request, ulong parent, byte[] name, ulong newParent, byte[] newName, uint flags) =>
-        Reply(request, await vfs.RenameAsync(Ctx(request), parent, name, newParent, newName, flags));
+    public override async ValueTask Rename(FuseRequest request, ulong parent, byte[] name, ulong newParent, byte[] newName, uint flags)
+    {
+        if (!Refuse(request, Reserved(parent, name) || Reserved(newParent, newName), Fuse.Errno.EPERM))
+        {
+            Reply(request, await vfs.RenameAsync(Ctx(request), parent, name, newParent, newName, flags));
+        }
+    }
 
-    public override async ValueTask Link(FuseRequest request, ulong ino, ulong newParent, byte[] newName) =>
-        Reply(request, await vfs.LinkAsync(Ctx(request), ino, newParent, newName));
+    public override async ValueTask Link(FuseRequest request, ulong ino, ulong newParent, byte[] newName)
+    {
+        if (!Refuse(request, Internal(ino), Fuse.Errno.EPERM) && !Refuse(request, Reserved(newParent, newName), Fuse.Errno.EEXIST))
+        {
+            Reply(request, await vfs.LinkAsync(Ctx(request), ino, newParent, newName));
+        }
+    }
 
     public override async ValueTask Open(FuseRequest request, ulong ino, FuseFileInfo fi)
     {
+        if (Internal(ino))
+        {
+            internals!.Open(request, ino, fi);
+            return;
+        }
         var res = await vfs.OpenAsync(Ctx(request), ino, (uint)fi.Flags);
         if (res.Ok)
         {
@@ -162,6 +242,10 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
 
     public override async ValueTask Create(FuseRequest request, ulong parent, byte[] name, uint mode, FuseFileInfo fi)
     {
+        if (Refuse(request, Reserved(parent, name), Fuse.Errno.EEXIST))
+        {
+            return;
+        }
         var res = await vfs.CreateAsync(Ctx(request), parent, name, mode, request.Umask, (uint)fi.Flags);
         if (res.Ok)
         {
@@ -175,6 +259,11 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
 
     public override async ValueTask Read(FuseRequest request, ulong ino, int size, long offset, FuseFileInfo fi)
     {
+        if (Internal(ino))
+        {
+            await internals!.Read(request, ino, size, offset, fi.Fh);
+            return;
+        }
         var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(size, 1));
         try
         {
@@ -196,6 +285,10 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
 
     public override async ValueTask Write(FuseRequest request, ulong ino, ReadOnlyMemory<byte> data, long offset, FuseFileInfo fi)
     {
+        if (Refuse(request, Internal(ino), Fuse.Errno.EBADF))
+        {
+            return;
+        }
         var res = await vfs.WriteAsync(Ctx(request), ino, fi.Fh, offset, data);
         if (res.Ok)
         {
@@ -208,16 +301,27 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
     }
 
     public override async ValueTask Flush(FuseRequest request, ulong ino, FuseFileInfo fi) =>
-        Reply(request, await vfs.FlushAsync(Ctx(request), ino, fi.Fh));
+        Reply(request, Internal(ino) ? 0 : await vfs.FlushAsync(Ctx(request), ino, fi.Fh));
 
-    public override async ValueTask Release(FuseRequest request, ulong ino, FuseFileInfo fi) =>
+    public override async ValueTask Release(FuseRequest request, ulong ino, FuseFileInfo fi)
+    {
+        if (Internal(ino))
+        {
+            internals!.Release(request, fi.Fh);
+            return;
+        }
         Reply(request, await vfs.ReleaseAsync(Ctx(request), ino, fi.Fh));
+    }
 
     public override async ValueTask FSync(FuseRequest request, ulong ino, bool dataSync, FuseFileInfo fi) =>
-        Reply(request, await vfs.FsyncAsync(Ctx(request), ino, fi.Fh, dataSync));
+        Reply(request, Internal(ino) ? 0 : await vfs.FsyncAsync(Ctx(request), ino, fi.Fh, dataSync));
 
     public override async ValueTask OpenDir(FuseRequest request, ulong ino, FuseFileInfo fi)
     {
+        if (Refuse(request, Internal(ino), Fuse.Errno.ENOTDIR))
+        {
+            return;
+        }
         var res = await vfs.OpenDirAsync(Ctx(request), ino);
         if (res.Ok)
         {
@@ -237,6 +341,15 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
 
     private async ValueTask ReadDirCore(FuseRequest request, ulong ino, int size, long offset, FuseFileInfo fi, bool plus)
     {
+        var listInternal = ino == 1 && internals is { Listed: true };
+        if (listInternal && offset >= InternalFiles.ReadDirOffsetBase)
+        {
+            // Past the real entries: only the internal ones are left.
+            using var rest = new DirBuffer(request, size, plus);
+            AddInternal(rest, (int)(offset - InternalFiles.ReadDirOffsetBase));
+            request.ReplyReadDir(rest);
+            return;
+        }
         var fit = (uint)Math.Clamp(size / (plus ? DirentPlusBytesMin : DirentBytesMin), 1, vfs.Options.ReadDirPageEntries);
         var res = await vfs.ReadDirAsync(Ctx(request), ino, fi.Fh, (ulong)offset, fit);
         if (!res.Ok)
@@ -245,6 +358,7 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
             return;
         }
         using var buffer = new DirBuffer(request, size, plus);
+        var all = true;
         foreach (var e in res.Value!.Entries)
         {
             var added = plus
@@ -252,10 +366,26 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
                 : buffer.TryAdd(e.Name, ToStat(e.Attr), (long)e.NextOffset);
             if (!added)
             {
+                all = false;
                 break;
             }
         }
+        if (listInternal && all && res.Value.Eof)
+        {
+            AddInternal(buffer, 0);
+        }
         request.ReplyReadDir(buffer);
+    }
+
+    private void AddInternal(DirBuffer buffer, int from)
+    {
+        foreach (var (name, entry, next) in internals!.DirEntries(from))
+        {
+            if (!(buffer.Plus ? buffer.TryAddPlus(name, entry, next) : buffer.TryAdd(name, entry.Attr, next)))
+            {
+                return;
+            }
+        }
     }
 
     private static bool IsDot(byte[] name) => name is [(byte)'.'] or [(byte)'.', (byte)'.'];
@@ -275,7 +405,7 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
 
     public override async ValueTask StatFs(FuseRequest request, ulong ino)
     {
-        var res = await vfs.StatFsAsync(Ctx(request), ino);
+        var res = await vfs.StatFsAsync(Ctx(request), Internal(ino) ? 1 : ino);
         if (!res.Ok)
         {
             request.ReplyError(res.Errno);
@@ -298,10 +428,14 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
     }
 
     public override async ValueTask SetXattr(FuseRequest request, ulong ino, byte[] name, byte[] value, int flags) =>
-        Reply(request, await vfs.SetXattrAsync(Ctx(request), ino, name, value, (uint)flags));
+        Reply(request, Internal(ino) ? Fuse.Errno.EPERM : await vfs.SetXattrAsync(Ctx(request), ino, name, value, (uint)flags));
 
     public override async ValueTask GetXattr(FuseRequest request, ulong ino, byte[] name, int size)
     {
+        if (Refuse(request, Internal(ino), Fuse.Errno.ENODATA))
+        {
+            return;
+        }
         var res = await vfs.GetXattrAsync(Ctx(request), ino, name);
         if (!res.Ok)
         {
@@ -323,6 +457,11 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
 
     public override async ValueTask ListXattr(FuseRequest request, ulong ino, int size)
     {
+        if (Internal(ino))
+        {
+            request.ReplyXattr(0);
+            return;
+        }
         var res = await vfs.ListXattrAsync(Ctx(request), ino);
         if (!res.Ok)
         {
@@ -351,8 +490,8 @@ public sealed class VfsFuseAdapter(MirrorVfs vfs) : FuseFileSystem
     }
 
     public override async ValueTask RemoveXattr(FuseRequest request, ulong ino, byte[] name) =>
-        Reply(request, await vfs.RemoveXattrAsync(Ctx(request), ino, name));
+        Reply(request, Internal(ino) ? Fuse.Errno.EPERM : await vfs.RemoveXattrAsync(Ctx(request), ino, name));
 
     public override async ValueTask Fallocate(FuseRequest request, ulong ino, int mode, long offset, long length, FuseFileInfo fi) =>
-        Reply(request, await vfs.FallocateAsync(Ctx(request), ino, fi.Fh, (uint)mode, offset, length));
+        Reply(request, Internal(ino) ? Fuse.Errno.EBADF : await vfs.FallocateAsync(Ctx(request), ino, fi.Fh, (uint)mode, offset, length));
 }

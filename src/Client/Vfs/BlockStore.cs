@@ -22,6 +22,7 @@ internal sealed class BlockStore : IDisposable
     private readonly ILogger _log;
     private readonly RateLimiter? _upload;
     private readonly RateLimiter? _download;
+    private readonly VfsMetrics? _metrics;
 
     public BlockStore(IObjectStore store, string volume, int blockSize, VfsOptions options, ILogger log,
         RateLimiter? upload = null, RateLimiter? download = null)
@@ -37,6 +38,7 @@ internal sealed class BlockStore : IDisposable
         _disk = options.DiskCacheDirectory is null ? null : new DiskBlockCache(options.DiskCacheDirectory, options.DiskCacheBytesMax, log);
         _uploads = new SemaphoreSlim(Math.Max(1, options.UploadConcurrencyMax));
         _prefetches = new SemaphoreSlim(Math.Max(1, options.PrefetchConcurrencyMax));
+        _metrics = options.Metrics;
     }
 
     public int BlockSize { get; }
@@ -64,18 +66,26 @@ internal sealed class BlockStore : IDisposable
         _memory.Put(key, data);
     }
 
-    private byte[]? Cached(string key)
+    private byte[]? Cached(string key, bool count = false)
     {
         var data = _memory.Get(key);
-        if (data is null && _disk is not null)
+        if (data is not null)
+        {
+            if (count) _metrics?.MemoryHits.Inc();
+            return data;
+        }
+        if (_disk is not null)
         {
             data = _disk.Get(key);
             if (data is not null)
             {
+                if (count) _metrics?.DiskHits.Inc();
                 _memory.Put(key, data);
+                return data;
             }
         }
-        return data;
+        if (count) _metrics?.Misses.Inc();
+        return null;
     }
 
     /// <summary>The whole block, from a cache or the store (one download per key at a time).</summary>
@@ -137,7 +147,8 @@ internal sealed class BlockStore : IDisposable
     private async Task ReadBlockPartAsync(ulong sliceId, BlockRead r, Memory<byte> target, bool wholeBlocks, CancellationToken ct)
     {
         var key = Key(sliceId, r.Index, r.BlockSize);
-        var cached = Cached(key);
+        // Counted here only: one count per block part a read needs (read-ahead and repeated lookups are not reads).
+        var cached = Cached(key, count: true);
         if (cached is null && !wholeBlocks && r.Length < r.BlockSize)
         {
             await (_download?.AcquireAsync(r.Length, ct) ?? ValueTask.CompletedTask);

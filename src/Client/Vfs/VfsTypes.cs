@@ -66,6 +66,9 @@ public sealed record VfsOptions
 
     /// <summary>How long slices replaced by compaction are kept (readers may hold the old slice list meanwhile).</summary>
     public TimeSpan CompactDeleteDelay { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>Where cache hits and misses are counted; null for nowhere.</summary>
+    public VfsMetrics? Metrics { get; init; }
 }
 
 /// <summary>Who makes a call (FUSE's fuse_ctx plus supplementary groups).</summary>

@@ -1,5 +1,8 @@
 // The metadata client over RPC: knows every member, follows not-leader hints, retries with the same (session, seq).
+using System.Collections.Concurrent;
+using System.Diagnostics;
 using Google.Protobuf;
+using MirrorFS.Core.Metrics;
 using MirrorFS.Core.Rpc;
 
 namespace MirrorFS.Core.Meta;
@@ -19,6 +22,9 @@ public sealed record RpcMetaClientOptions
 
     /// <summary>Pause between rounds over all members when none answered.</summary>
     public int RetryDelayMs { get; init; } = 50;
+
+    /// <summary>When set, every call's latency (failover included) and failures are recorded here by method.</summary>
+    public MetricsRegistry? Metrics { get; init; }
 }
 
 public sealed partial class RpcMetaClient : IMetaClient
@@ -28,6 +34,9 @@ public sealed partial class RpcMetaClient : IMetaClient
     private readonly Lock _lock = new();
     private volatile string _current;
     private ulong _highestIndex;
+    private readonly HistogramFamily? _latency;
+    private readonly CounterFamily? _errors;
+    private readonly ConcurrentDictionary<string, (Histogram Latency, Counter Errors)> _series = new(StringComparer.Ordinal);
 
     public RpcMetaClient(RpcMetaClientOptions options)
     {
@@ -37,6 +46,14 @@ public sealed partial class RpcMetaClient : IMetaClient
         }
         _options = options;
         _current = options.Addresses[0];
+        if (options.Metrics is { } m)
+        {
+            _latency = m.HistogramFamily("mirrorfs_meta_request_duration_seconds",
+                "Metadata call latency in seconds as the client sees it (failover and retries included), by method.",
+                Buckets.LatencySeconds, "method");
+            _errors = m.CounterFamily("mirrorfs_meta_request_errors_total",
+                "Metadata calls that failed with an exception (not an errno reply), by method.", "method");
+        }
     }
 
     /// <summary>The member calls go to first (the last known leader).</summary>
@@ -63,6 +80,32 @@ public sealed partial class RpcMetaClient : IMetaClient
     }
 
     private async Task<TReply> CallAsync<TRequest, TReply>(string method, TRequest request, MessageParser<TReply> parser,
+        CancellationToken ct)
+        where TRequest : IMessage<TRequest>
+        where TReply : IMessage<TReply>, IMetaReply
+    {
+        if (_latency is null)
+        {
+            return await CallCoreAsync(method, request, parser, ct).ConfigureAwait(false);
+        }
+        var series = _series.GetOrAdd(method, static (m, f) => (f.Latency.WithLabels(m), f.Errors.WithLabels(m)), (Latency: _latency, Errors: _errors!));
+        var start = Stopwatch.GetTimestamp();
+        try
+        {
+            return await CallCoreAsync(method, request, parser, ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            series.Errors.Inc();
+            throw;
+        }
+        finally
+        {
+            series.Latency.ObserveSince(start);
+        }
+    }
+
+    private async Task<TReply> CallCoreAsync<TRequest, TReply>(string method, TRequest request, MessageParser<TReply> parser,
         CancellationToken ct)
         where TRequest : IMessage<TRequest>
         where TReply : IMessage<TReply>, IMetaReply

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Globalization;
 using System.IO.Pipelines;
 using System.Security.Cryptography;
@@ -33,6 +34,7 @@ public sealed class RpcRouter
     private readonly int _maxMessageBytes;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly RpcServerMetrics? _metrics;
 
     // Copy-on-write: lookups on the hot path take no lock.
     private volatile Dictionary<string, RpcMethodHandler> _methods = new(StringComparer.Ordinal);
@@ -57,6 +59,7 @@ public sealed class RpcRouter
 
         _maxMessageBytes = options.MaxMessageBytes;
         _logger = options.LoggerFactory?.CreateLogger<RpcRouter>() ?? NullLogger<RpcRouter>.Instance;
+        _metrics = options.Metrics is null ? null : new RpcServerMetrics(options.Metrics);
     }
 
     public int MaxMessageBytes => _maxMessageBytes;
@@ -182,6 +185,25 @@ public sealed class RpcRouter
 
     private async Task ServeAsync(HttpContext http, RpcMethodHandler method, TimeSpan? timeout)
     {
+        if (method.Series is not { } series)
+        {
+            await ServeCoreAsync(http, method, timeout);
+            return;
+        }
+        var start = Stopwatch.GetTimestamp();
+        var status = StatusCode.Unknown;
+        try
+        {
+            status = await ServeCoreAsync(http, method, timeout);
+        }
+        finally
+        {
+            series.Record(status, start);
+        }
+    }
+
+    private async Task<StatusCode> ServeCoreAsync(HttpContext http, RpcMethodHandler method, TimeSpan? timeout)
+    {
         var aborted = http.RequestAborted;
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(aborted, _stopping.Token);
         DateTime? deadline = null;
@@ -218,7 +240,7 @@ public sealed class RpcRouter
         catch (Exception) when (aborted.IsCancellationRequested || call.ClientGone)
         {
             // The client reset the stream; nobody is left to answer.
-            return;
+            return StatusCode.Cancelled;
         }
         catch (Exception ex) when (cts.IsCancellationRequested)
         {
@@ -238,7 +260,7 @@ public sealed class RpcRouter
 
         if (aborted.IsCancellationRequested || call.ClientGone)
         {
-            return;
+            return StatusCode.Cancelled;
         }
 
         var response = http.Response;
@@ -246,14 +268,14 @@ public sealed class RpcRouter
         {
             WriteTrailersOnly(response, status, message, extraTrailers);
             AddTrailers(response.Headers, call);
-            return;
+            return status;
         }
 
         if (!response.SupportsTrailers())
         {
             // Cannot happen on HTTP/2; without trailers the caller could not tell success from failure.
             http.Abort();
-            return;
+            return StatusCode.Internal;
         }
 
         response.AppendTrailer(GrpcProtocol.StatusHeader, StatusStrings[(int)status]);
@@ -277,6 +299,8 @@ public sealed class RpcRouter
                 response.AppendTrailer(entry.Key, entry.Value);
             }
         }
+
+        return status;
     }
 
     private (StatusCode, string) CancelledStatus(RpcCallContext call) =>
@@ -478,6 +502,7 @@ public sealed class RpcRouter
 
     private void Add(RpcMethodHandler handler)
     {
+        handler.Series = _metrics?.For(handler.Path);
         lock (_mapLock)
         {
             if (_methods.ContainsKey(handler.Path))
@@ -513,6 +538,9 @@ public sealed class RpcRouter
     private abstract class RpcMethodHandler(string path)
     {
         public string Path { get; } = path;
+
+        /// <summary>Latency and status series; null when the router records no metrics.</summary>
+        public RpcServerMetrics.MethodSeries? Series { get; set; }
 
         public abstract Task InvokeAsync(RpcRouter router, RpcCallContext call);
     }

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using MirrorFS.Core.Metrics;
 
 namespace MirrorFS.Core.Rpc;
 
@@ -20,6 +21,9 @@ public sealed class RpcServerOptions
 
     /// <summary>How long DisposeAsync lets calls finish after cancelling them.</summary>
     public int ShutdownTimeoutMs { get; init; } = 5_000;
+
+    /// <summary>When set, each call's latency and status are recorded here by method.</summary>
+    public MetricsRegistry? Metrics { get; init; }
 
     /// <summary>Where failures are logged (stack traces of handler exceptions go here, never to the caller).</summary>
     public ILoggerFactory? LoggerFactory { get; init; }

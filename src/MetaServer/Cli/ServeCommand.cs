@@ -24,9 +24,10 @@ public static class ServeCommand
         var snapshotEvery = new Option<ulong?>("--snapshot-every") { Description = "Take a snapshot after this many log entries (default 100000)" };
         var electionMs = new Option<int?>("--election-timeout-ms") { Description = "Raft election timeout (default 300; the actual one is random in [T, 2T))" };
         var heartbeatMs = new Option<int?>("--heartbeat-ms") { Description = "Raft heartbeat interval (default 50)" };
+        var metrics = new Option<string?>("--metrics") { Description = "Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9568" };
         var cmd = new Command("serve", "Run a metaserver: a single node, or a Raft cluster member with --id")
         {
-            id, data, listen, peers, config, join, advertise, tokenFile, noAuth, snapshotEvery, electionMs, heartbeatMs,
+            id, data, listen, peers, config, join, advertise, tokenFile, noAuth, snapshotEvery, electionMs, heartbeatMs, metrics,
         };
         var mirror = new MirrorServeOptions();
         mirror.AddTo(cmd);
@@ -48,12 +49,13 @@ public static class ServeCommand
             };
             var settings = parse.GetValue(config) is { } file ? ServeConfig.Load(file).OverriddenBy(flags) : flags;
             settings.Validate();
-            return await RunAsync(ctx, settings, mirror.Build(parse), ct).ConfigureAwait(false);
+            return await RunAsync(ctx, settings, mirror.Build(parse), parse.GetValue(metrics), ct).ConfigureAwait(false);
         }));
         return cmd;
     }
 
-    private static async Task<int> RunAsync(MetaCliContext ctx, ServeConfig settings, Mirror.MirrorHostOptions? mirror, CancellationToken ct)
+    private static async Task<int> RunAsync(MetaCliContext ctx, ServeConfig settings, Mirror.MirrorHostOptions? mirror, string? metricsListen,
+        CancellationToken ct)
     {
         var dir = Path.GetFullPath(settings.Data!);
         string? token = null;
@@ -78,7 +80,8 @@ public static class ServeCommand
         MetaServerHost host;
         try
         {
-            host = await MetaServerHost.StartAsync(settings.ToHostOptions(token, loggers) with { Mirror = mirror }, ct).ConfigureAwait(false);
+            host = await MetaServerHost.StartAsync(settings.ToHostOptions(token, loggers) with { Mirror = mirror, MetricsListen = metricsListen }, ct)
+                .ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or FormatException)
         {
@@ -87,6 +90,10 @@ public static class ServeCommand
         await using (host.ConfigureAwait(false))
         {
             await ctx.Out.WriteLineAsync($"mirrorfs-meta listening on {host.Address}").ConfigureAwait(false);
+            if (host.Metrics.Address is { } m)
+            {
+                await ctx.Out.WriteLineAsync($"mirrorfs-meta metrics at http://{m}/metrics").ConfigureAwait(false);
+            }
             await ctx.Out.FlushAsync(ct).ConfigureAwait(false);
             try
             {

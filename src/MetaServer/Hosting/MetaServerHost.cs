@@ -62,6 +62,9 @@ public sealed record MetaServerOptions
 
     /// <summary>Mirror mode: follow this primary and refuse writes (see <see cref="Mirror.MirrorFollower"/>).</summary>
     public Mirror.MirrorHostOptions? Mirror { get; init; }
+
+    /// <summary>"ip:port" of a plain-HTTP listener serving GET /metrics; null for none.</summary>
+    public string? MetricsListen { get; init; }
 }
 
 public sealed class MetaServerHost : IAsyncDisposable
@@ -77,6 +80,7 @@ public sealed class MetaServerHost : IAsyncDisposable
     private RaftLog? _raft;
     private RpcRaftTransport? _transport;
     private RpcServer? _rpc;
+    private MetaServerMetrics? _metrics;
     private Task? _sweeper;
     private Mirror.ChangelogService? _changelog;
     private Mirror.MirrorFollower? _follower;
@@ -109,6 +113,9 @@ public sealed class MetaServerHost : IAsyncDisposable
 
     /// <summary>The mirror follower; null unless started with <see cref="MetaServerOptions.Mirror"/>.</summary>
     public Mirror.MirrorFollower? Follower => _follower;
+
+    /// <summary>This node's metrics (RPC, commit latency, indexes, sessions, inodes).</summary>
+    public MetaServerMetrics Metrics => _metrics!;
 
     /// <summary>host:port the server answers on.</summary>
     public string Address => _rpc!.Address;
@@ -151,14 +158,17 @@ public sealed class MetaServerHost : IAsyncDisposable
                 SnapshotsKept = _options.SnapshotsKept,
             }, _options.LoggerFactory?.CreateLogger("mirrorfs-meta.log"));
         }
+        _metrics = new MetaServerMetrics(_state, ReplicatedLog);
+        var measured = _metrics.Measure(ReplicatedLog);
         Service = _options.Mirror is { } m
-            ? new MetaService(_state, ReplicatedLog) { MirrorOf = m.Primary.ToString(), MirrorStorage = m.MirrorStorage, MirrorReadWaitMs = m.ReadWaitMs, DumpSpoolDirectory = _options.DataDirectory }
-            : new MetaService(_state, ReplicatedLog) { DumpSpoolDirectory = _options.DataDirectory };
+            ? new MetaService(_state, measured) { MirrorOf = m.Primary.ToString(), MirrorStorage = m.MirrorStorage, MirrorReadWaitMs = m.ReadWaitMs, DumpSpoolDirectory = _options.DataDirectory }
+            : new MetaService(_state, measured) { DumpSpoolDirectory = _options.DataDirectory };
         _rpc = new RpcServer(new RpcServerOptions
         {
             Listen = _options.Listen,
             BearerToken = _options.BearerToken,
             LoggerFactory = _options.LoggerFactory,
+            Metrics = _metrics.Registry,
             MaxMessageBytes = cluster ? RaftRpc.MaxMessageBytes : GrpcProtocol.DefaultMaxMessageBytes,
         });
         _rpc.MapMetaService(Service, Translate);
@@ -170,6 +180,7 @@ public sealed class MetaServerHost : IAsyncDisposable
         _changelog = new Mirror.ChangelogService(Service, null, _options.LoggerFactory?.CreateLogger("mirrorfs-meta.changelog"));
         _changelog.Map(_rpc, e => Translate(e));
         await _rpc.StartAsync(ct).ConfigureAwait(false);
+        await _metrics.StartListenerAsync(_options.MetricsListen, _options.LoggerFactory, ct).ConfigureAwait(false);
         if (_transport is not null && string.IsNullOrEmpty(_transport.SelfAddress))
         {
             _transport.SelfAddress = _rpc.Address;
@@ -349,6 +360,10 @@ public sealed class MetaServerHost : IAsyncDisposable
         if (_rpc is not null)
         {
             await _rpc.DisposeAsync().ConfigureAwait(false);
+        }
+        if (_metrics is not null)
+        {
+            await _metrics.DisposeAsync().ConfigureAwait(false);
         }
         if (_sweeper is not null)
         {

@@ -53,8 +53,9 @@ public sealed class MountEnv : IAsyncDisposable
 
     /// <summary>Starts the metaserver and formats the volume. The trash is off unless <paramref name="trashDays"/> says
     /// otherwise: most tests compare trees or count deletions, and a /.trash would get in their way.</summary>
+    /// <param name="storageQuery">Appended to the file:// storage URI (e.g. "?secret-key=..." to check it stays hidden).</param>
     public static async Task<MountEnv> StartAsync(ITestOutputHelper log, string blockSize = "1M", int trashDays = 0,
-        params string[] formatArgs)
+        string storageQuery = "", params string[] formatArgs)
     {
         if (!File.Exists("/dev/fuse"))
         {
@@ -72,7 +73,7 @@ public sealed class MountEnv : IAsyncDisposable
         var o = new StringWriter();
         var e = new StringWriter();
         var code = await Program.RunAsync(
-            ["format", env.MetaUrl, Volume, "--storage", "file://" + blocks, "--block-size", blockSize, "--token-file", env.TokenFile,
+            ["format", env.MetaUrl, Volume, "--storage", "file://" + blocks + storageQuery, "--block-size", blockSize, "--token-file", env.TokenFile,
              "--trash-days", trashDays.ToString(System.Globalization.CultureInfo.InvariantCulture), .. formatArgs],
             o, e);
         if (code != 0)

@@ -27,7 +27,7 @@ public sealed class TrashQuotaMountTests(ITestOutputHelper log) : IAsyncLifetime
 
     private async Task<(MountEnv Env, string Mp)> StartAsync(int trashDays = 0, params string[] formatArgs)
     {
-        _env = await MountEnv.StartAsync(log, "1M", trashDays, formatArgs);
+        _env = await MountEnv.StartAsync(log, "1M", trashDays, formatArgs: formatArgs);
         var m = await _env.MountAsync(Path.Combine(_env.Root, "mnt"), NoCache);
         return (_env, m.MountPoint);
     }

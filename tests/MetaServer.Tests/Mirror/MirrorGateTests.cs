@@ -14,14 +14,20 @@ public sealed class MirrorGateTests
     {
         using var sm = new MetaStateMachine();
         ulong index = 0;
-        ulong Apply(Command c) => HeartbeatReply.Parser.ParseFrom(sm.Apply(++index, c.ToByteArray())) is { Errno: 0 } r ? r.Index
-            : throw new InvalidOperationException($"command {index} failed: errno {HeartbeatReply.Parser.ParseFrom(sm.Apply(index + 100, c.ToByteArray())).Errno}");
+        var root = new Credentials();
+        ulong Apply(Command c)
+        {
+            var r = HeartbeatReply.Parser.ParseFrom(sm.Apply(++index, c.ToByteArray()));
+            Assert.True(r.Errno == 0, $"command {index} ({c.OpCase}) failed: errno {r.Errno}");
+            return r.Index;
+        }
         Progress(0); // no mirror yet: nothing to wait for, but register two now
         Apply(new Command { NowNs = T0, Format = new FormatRequest { Volume = new Volume { Name = "vol", Uuid = "0f8fad5b-d9cb-469f-a165-70867728950e", Storage = "mem://" } } });
-        Apply(new Command { NowNs = T0 + 1, NewInode = 2, Create = new CreateRequest { Parent = 1, Name = ByteString.CopyFromUtf8("f"), Mode = 0x1A4 } });
-        Apply(new Command { NowNs = T0 + 2, NewId = 1, NewSliceIds = new NewSliceIdsRequest { Count = 1 } });
-        Apply(new Command { NowNs = T0 + 3, WriteSlice = new WriteSliceRequest { Inode = 2, Slice = new Slice { Id = 1, Size = 10, Length = 10 } } });
-        var released = Apply(new Command { NowNs = T0 + 4, Truncate = new TruncateRequest { Inode = 2, Size = 0 } });
+        Apply(new Command { NowNs = T0, NewId = 7, NewSession = new NewSessionRequest { Info = new ClientInfo { Hostname = "h" } } });
+        Apply(new Command { NowNs = T0 + 1, SessionId = 7, Seq = 1, NewInode = 2, Create = new CreateRequest { Cred = root, Parent = 1, Name = ByteString.CopyFromUtf8("f"), Mode = 0x1A4 } });
+        Apply(new Command { NowNs = T0 + 2, NewId = 1, NewSliceIds = new NewSliceIdsRequest { Cred = root, Count = 1 } });
+        Apply(new Command { NowNs = T0 + 3, WriteSlice = new WriteSliceRequest { Cred = root, Inode = 2, Slice = new Slice { Id = 1, Size = 10, Length = 10 } } });
+        var released = Apply(new Command { NowNs = T0 + 4, Truncate = new TruncateRequest { Cred = root, Inode = 2, Size = 0 } });
 
         ListPendingDeletesReply Eligible() => sm.ListPendingDeletes(new ListPendingDeletesRequest { EligibleOnly = true }, T0 + 10);
         Assert.Empty(Eligible().Entries);               // both mirrors are at index 1
