@@ -140,11 +140,19 @@ public static class MetaDumpWriter
     private static bool WriteHead(Utf8JsonWriter w, DumpHeader h, ulong index, bool keepSecretKey, DateTimeOffset now)
     {
         var volume = h.Volume.Clone();
-        var redacted = ObjectStoreFactory.Redact(volume.Storage);
-        var removed = !keepSecretKey && redacted != volume.Storage;
+        // Every bucket URI of the volume may carry a secret key: the primary's, a mirror region's, the fallback.
+        var removed = false;
         if (!keepSecretKey)
         {
-            volume.Storage = redacted;
+            string Strip(string uri)
+            {
+                var redacted = ObjectStoreFactory.Redact(uri);
+                removed |= redacted != uri;
+                return redacted;
+            }
+            volume.Storage = Strip(volume.Storage);
+            volume.MirrorStorage = Strip(volume.MirrorStorage);
+            volume.FallbackStorage = Strip(volume.FallbackStorage);
         }
         w.WriteStartObject();
         w.WriteString("format", DumpFormat.FormatName);

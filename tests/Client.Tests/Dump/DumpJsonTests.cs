@@ -27,10 +27,13 @@ internal sealed class Engine : IDisposable
 
     public static ByteString N(string s) => ByteString.CopyFromUtf8(s);
 
-    public static async Task<Engine> FormattedAsync(string storage = "file:///tmp/blocks")
+    public static async Task<Engine> FormattedAsync(string storage = "file:///tmp/blocks", string fallbackStorage = "")
     {
         var e = new Engine();
-        var f = await e.Svc.FormatAsync(new FormatRequest { Volume = new Volume { Name = "vol", Storage = storage, BlockSize = 1 << 20 } });
+        var f = await e.Svc.FormatAsync(new FormatRequest
+        {
+            Volume = new Volume { Name = "vol", Storage = storage, BlockSize = 1 << 20, FallbackStorage = fallbackStorage },
+        });
         Assert.Equal(0, f.Errno);
         return e;
     }
@@ -143,6 +146,18 @@ public sealed class DumpJsonTests(ITestOutputHelper log)
         using var kept = new MemoryStream();
         Assert.False((await src.DumpAsync(kept, keepSecretKey: true)).SecretKeysRemoved);
         Assert.Contains(secret, Encoding.UTF8.GetString(kept.ToArray()), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_secret_in_the_fallback_bucket_is_left_out_too()
+    {
+        const string secret = "FALLBACKsecret456";
+        using var src = await Engine.FormattedAsync("file:///tmp/blocks", $"oss://b/p?endpoint=http://127.0.0.1:9&access-key=AK&secret-key={secret}");
+        using var plain = new MemoryStream();
+        Assert.True((await src.DumpAsync(plain)).SecretKeysRemoved);
+        var text = Encoding.UTF8.GetString(plain.ToArray());
+        Assert.DoesNotContain(secret, text, StringComparison.Ordinal);
+        Assert.Contains("secret-key=***", text, StringComparison.Ordinal);
     }
 
     [Fact]
