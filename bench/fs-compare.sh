@@ -171,9 +171,11 @@ if [[ " ${FSES[*]} " =~ " mfs-s3 "|" s3fs "|" rclone " ]]; then
 fi
 
 # ---------- MirrorFS: one metaserver per volume (a metaserver serves one volume) ----------
-declare -A META_PORT=()
+declare -A META_PORT=() META_DIR=()
 start_meta_and_format() {
-  local vol=$1 storage=$2 dir=$TMP/meta-$1 port pid i
+  # $3: where the metaserver keeps its log (default under $TMP, on disk); the tmpfs column keeps it on tmpfs too, so
+  # that nothing of mirrorfs/shm touches a disk, as nothing of bindfs over tmpfs does.
+  local vol=$1 storage=$2 dir=${3:-$TMP}/meta-$1 port pid i
   port=$(free_port)
   mkdir -p "$dir"
   say "starting metaserver for $vol on 127.0.0.1:$port"
@@ -189,13 +191,14 @@ start_meta_and_format() {
   "$CLI_BIN" format "mirrorfs://127.0.0.1:$port/$vol" "$vol" --token-file "$dir/token" --storage "$storage" \
     >>"$TMP/format.log" 2>&1 || die "formatting volume $vol failed; see $TMP/format.log"
   META_PORT[$vol]=$port
+  META_DIR[$vol]=$dir
 }
 if [[ " ${FSES[*]} " == *" mfs-s3 "* ]]; then
   start_meta_and_format mfss3 "s3://test%3Atester:testing@mfs/mirrorfs?endpoint=$S3_ENDPOINT&region=us-east-1&path-style=true"
 fi
 if [[ " ${FSES[*]} " == *" mfs-shm "* ]]; then
   mkdir -p "$SHM/mfs-blocks"
-  start_meta_and_format mfsshm "file://$SHM/mfs-blocks"
+  start_meta_and_format mfsshm "file://$SHM/mfs-blocks" "$SHM"
 fi
 
 # ---------- mount / unmount per file system ----------
@@ -215,7 +218,7 @@ do_mount() {
     mfs-s3|mfs-shm)
       local vol=mfss3
       [[ $fs == mfs-shm ]] && vol=mfsshm
-      "$CLI_BIN" mount "mirrorfs://127.0.0.1:${META_PORT[$vol]}/$vol" "$mnt" --background --token-file "$TMP/meta-$vol/token" \
+      "$CLI_BIN" mount "mirrorfs://127.0.0.1:${META_PORT[$vol]}/$vol" "$mnt" --background --token-file "${META_DIR[$vol]}/token" \
         --log "$TMP/$fs-mount.log" >>"$TMP/$fs.log" 2>&1 || die "mirrorfs mount of $vol failed; see $TMP/$fs.log"
       DAEMON_PID= ;;
     s3fs)
