@@ -40,6 +40,7 @@ public sealed class MirrorVfs : IAsyncDisposable
     private readonly MetaSession _session;
     private readonly BlockStore _blocks;
     private readonly SliceIdPool _ids;
+    private readonly NoCapabilityCache _noCapability;
     private readonly ByteBudget _budget;
     private readonly VfsOptions _options;
     private readonly ILogger _log;
@@ -65,6 +66,7 @@ public sealed class MirrorVfs : IAsyncDisposable
         _settings = new LiveSettings(session.Meta, volume, _options, session.OpsLimiter, log);
         _blocks = new BlockStore(store, volume.Name, blockSize, _options, log, _settings.Upload, _settings.Download);
         _ids = new SliceIdPool(session, _options.SliceIdBatch);
+        _noCapability = new NoCapabilityCache(_options.AttrTimeoutSec);
         _budget = new ByteBudget(_options.BufferBytesMax);
         if (_options.DeleteIntervalMs > 0)
         {
@@ -504,6 +506,7 @@ public sealed class MirrorVfs : IAsyncDisposable
                 return VfsResult<VfsCreate>.Fail(r.Errno);
             }
             var fh = Opened(State(r.Attr.Inode), r.Attr, flags);
+            _noCapability.NoteAbsent(r.Attr.Inode); // a new file has no xattrs; its first write need not ask
             return VfsResult<VfsCreate>.Success(new VfsCreate(Entry(r.Attr), fh));
         });
 
@@ -774,13 +777,25 @@ public sealed class MirrorVfs : IAsyncDisposable
     /// <summary>The whole value; the FUSE adapter answers size probes (size 0) and ERANGE from its length.</summary>
     public Task<VfsResult<byte[]>> GetXattrAsync(VfsContext ctx, ulong inode, byte[] name) => Guard("getxattr", inode, async () =>
     {
+        var capability = NoCapabilityCache.IsCapability(name);
+        if (capability && _noCapability.KnownAbsent(inode))
+        {
+            return VfsResult<byte[]>.Fail(Errno.ENODATA);
+        }
         var r = await Read(new GetXattrRequest { Cred = ctx.ToCred(), Inode = inode, Name = Bytes(name) }, static (m, q, c) => m.GetXattrAsync(q, c));
+        if (capability && r.Errno == Errno.ENODATA)
+        {
+            _noCapability.NoteAbsent(inode);
+        }
         return r.Errno != 0 ? VfsResult<byte[]>.Fail(r.Errno) : VfsResult<byte[]>.Success(r.Value.ToByteArray());
     });
 
     public Task<int> SetXattrAsync(VfsContext ctx, ulong inode, byte[] name, byte[] value, uint flags) => Guard("setxattr", inode, async () =>
-        (await Mutate(new SetXattrRequest { Cred = ctx.ToCred(), Inode = inode, Name = Bytes(name), Value = Bytes(value), Flags = flags },
-            static (m, q, c) => m.SetXattrAsync(q, c))).Errno);
+    {
+        _noCapability.Forget(inode);
+        return (await Mutate(new SetXattrRequest { Cred = ctx.ToCred(), Inode = inode, Name = Bytes(name), Value = Bytes(value), Flags = flags },
+            static (m, q, c) => m.SetXattrAsync(q, c))).Errno;
+    });
 
     /// <summary>The names; listxattr's NUL-separated buffer is the adapter's to build.</summary>
     public Task<VfsResult<IReadOnlyList<byte[]>>> ListXattrAsync(VfsContext ctx, ulong inode) => Guard("listxattr", inode, async () =>
@@ -792,7 +807,10 @@ public sealed class MirrorVfs : IAsyncDisposable
     });
 
     public Task<int> RemoveXattrAsync(VfsContext ctx, ulong inode, byte[] name) => Guard("removexattr", inode, async () =>
-        (await Mutate(new RemoveXattrRequest { Cred = ctx.ToCred(), Inode = inode, Name = Bytes(name) }, static (m, q, c) => m.RemoveXattrAsync(q, c))).Errno);
+    {
+        _noCapability.Forget(inode);
+        return (await Mutate(new RemoveXattrRequest { Cred = ctx.ToCred(), Inode = inode, Name = Bytes(name) }, static (m, q, c) => m.RemoveXattrAsync(q, c))).Errno;
+    });
 
     /// <summary>Commits every buffered write of every file; returns the first error.</summary>
     public async Task<int> FlushAllAsync()
