@@ -109,22 +109,27 @@ internal sealed class BlockStore : IDisposable
         {
             try
             {
-                // Not the caller's token: other readers may share this download.
-                await (_download?.AcquireAsync(expected, CancellationToken.None) ?? ValueTask.CompletedTask);
-                var data = await _store.GetAsync(k, null, CancellationToken.None) ?? throw new MissingBlockException(k);
-                if (data.Length != expected)
-                {
-                    throw new IOException($"block {k} has {data.Length} bytes, expected {expected}; the object is damaged");
-                }
-                _disk?.Put(k, data);
-                _memory.Put(k, data);
-                return data;
+                return await DownloadAsync(k, expected);
             }
             finally
             {
                 _fetching.TryRemove(k, out _);
             }
         }
+    }
+
+    /// <summary>Downloads a whole block into the caches (not the caller's token: other readers may share it).</summary>
+    private async Task<byte[]> DownloadAsync(string key, int expected)
+    {
+        await (_download?.AcquireAsync(expected, CancellationToken.None) ?? ValueTask.CompletedTask);
+        var data = await _store.GetAsync(key, null, CancellationToken.None) ?? throw new MissingBlockException(key);
+        if (data.Length != expected)
+        {
+            throw new IOException($"block {key} has {data.Length} bytes, expected {expected}; the object is damaged");
+        }
+        _disk?.Put(key, data);
+        _memory.Put(key, data);
+        return data;
     }
 
     /// <summary>Copies bytes [offset, offset + dest.Length) of a stored slice into <paramref name="dest"/>. Cached
@@ -149,7 +154,8 @@ internal sealed class BlockStore : IDisposable
         var key = Key(sliceId, r.Index, r.BlockSize);
         // Counted here only: one count per block part a read needs (read-ahead and repeated lookups are not reads).
         var cached = Cached(key, count: true);
-        if (cached is null && !wholeBlocks && r.Length < r.BlockSize)
+        // A part of a block nobody is downloading is fetched as a range; a block on its way (read-ahead) is joined.
+        if (cached is null && !wholeBlocks && r.Length < r.BlockSize && !_fetching.ContainsKey(key))
         {
             await (_download?.AcquireAsync(r.Length, ct) ?? ValueTask.CompletedTask);
             var part = await _store.GetAsync(key, new ByteRange(r.OffsetInBlock, r.Length), ct) ?? throw new MissingBlockException(key);
@@ -175,18 +181,30 @@ internal sealed class BlockStore : IDisposable
             {
                 continue;
             }
+            // Registered before it starts, so a read arriving meanwhile joins it instead of downloading again; the
+            // work (a disk-cache read, then the download) runs off the caller's thread.
+            var done = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+            if (!_fetching.TryAdd(key, done.Task))
+            {
+                _prefetches.Release();
+                continue;
+            }
+            var size = r.BlockSize;
             _ = Task.Run(async () =>
             {
                 try
                 {
-                    await GetBlockAsync(key, r.BlockSize, CancellationToken.None);
+                    done.TrySetResult(Cached(key) ?? await DownloadAsync(key, size));
                 }
                 catch (Exception e)
                 {
+                    done.TrySetException(e);
+                    _ = done.Task.Exception; // observed here: a read that joined gets it too
                     _log.LogDebug("read-ahead of {Key} failed: {Error}", key, e.Message);
                 }
                 finally
                 {
+                    _fetching.TryRemove(KeyValuePair.Create(key, done.Task));
                     _prefetches.Release();
                 }
             });

@@ -8,7 +8,7 @@ namespace MirrorFS.Client.Tests.Mount;
 [Collection(MountCollection.Name)]
 public sealed class TrashQuotaMountTests(ITestOutputHelper log) : IAsyncLifetime
 {
-    /// <summary>The root's entries but the mount's virtual files (.stats, .config, .accesslog), which every root lists.</summary>
+    /// <summary>The root's entries but the mount's virtual files (.stats, .config, .accesslog), should --show-internal list them.</summary>
     private const string ListRoot = "ls -A -I .stats -I .config -I .accesslog";
 
     private const int TestTimeoutMs = 180_000;
