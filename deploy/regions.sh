@@ -10,7 +10,8 @@
 #   bash deploy/regions.sh stop DIR               unmounts and stops everything (SIGTERM, then SIGKILL); data stays in DIR
 # Buckets: REGIONS_PRIMARY_BUCKET (oss|swift|file, default oss) and REGIONS_MIRROR_BUCKET (swift|oss|file, default
 # swift) choose the stores at start. The credentials are fixed local test ones (OSS regions-ak/regions-secret, Swift
-# test:tester/testing): loopback only.
+# test:tester/testing): loopback only. REGIONS_REPLICATOR_ARGS (words split on spaces) is added to `mirrorfs-mirror
+# run`, e.g. "--concurrency 32".
 # Binaries come from the Release builds of src/MetaServer, src/Client, src/Mirror and tests/OssTestServer (built when
 # missing).
 set -euo pipefail
@@ -181,8 +182,10 @@ EOF
     || die "the mirror metaservers did not come up; see $dir/cluster-start.log and $dir/mirror/n*.log"
 
   say "starting the replicator to the mirror bucket ($mkind), metrics on 127.0.0.1:$((base + 22)) (log $dir/replicator.log)"
+  local repl_args
+  read -ra repl_args <<<"${REGIONS_REPLICATOR_ARGS:-}"
   nohup "$MIRROR_BIN" run --primary "$primary_url" --to "$mirror_bucket" --state-dir "$dir/replicator" \
-    --metrics "127.0.0.1:$((base + 22))" --checkpoint-every 1s --token-file "$dir/primary/token" \
+    --metrics "127.0.0.1:$((base + 22))" --checkpoint-every 1s --token-file "$dir/primary/token" "${repl_args[@]}" \
     >>"$dir/replicator.log" 2>&1 </dev/null &
   echo $! >"$dir/replicator.pid"
   wait_http "http://127.0.0.1:$((base + 22))/status" "$dir/replicator.pid" "$dir/replicator.log" "the replicator"

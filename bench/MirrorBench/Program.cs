@@ -1,6 +1,7 @@
 // mirrorfs-mirrorbench: metadata and block lag between a primary and a mirror region under a sustained write load.
 //   dotnet run -c Release --project bench/MirrorBench -- [--writers 20] [--seconds 60] [--oss-primary|--s3-primary]
-//       [--mirror-bucket oss|file|swift] [--write-mibps 48] [--large-every 20] [--base-port 9700] [--dir DIR] [--keep]
+//       [--mirror-bucket oss|file|swift] [--write-mibps 48] [--large-every 20] [--concurrency 8] [--base-port 9700]
+//       [--dir DIR] [--keep]
 // The regions are deploy/regions.sh's (three metaservers each, the real replicator, real FUSE mounts); writers write
 // files into the primary mount. Metadata lag: each primary index's commit time (its changelog entry's time) to the
 // first moment the mirror reports it applied (polled every PollMs). Block lag: the replicator's own per-block figures
@@ -33,6 +34,7 @@ var seconds = IntOpt("--seconds", 60, 5, 3600);
 var writeMiBps = IntOpt("--write-mibps", 48, 1, 10_000);
 var largeEvery = IntOpt("--large-every", 20, 1, 1_000_000);
 var basePort = IntOpt("--base-port", 9700, 1024, 65_000);
+var concurrency = IntOpt("--concurrency", 8, 1, 1024);
 var primaryKind = args.Contains("--s3-primary") ? "swift" : "oss";
 // Swift is slow for small PUTs (~95/s here): the default mirror bucket is the fast OSS-protocol server.
 var mirrorKind = Opt("--mirror-bucket") ?? "oss";
@@ -46,10 +48,15 @@ var dir = Opt("--dir") ?? Path.Combine(Path.GetTempPath(), "mirrorfs-mirrorbench
 var repo = RepoRoot();
 var seed = Environment.TickCount;
 
-Console.WriteLine(inv, $"mirrorbench: {writers} writers for {seconds} s at up to {writeMiBps} MiB/s in all; small files {SmallBytesMin >> 10}-{SmallBytesMax >> 10} KiB, "
-    + $"one in {largeEvery} large ({LargeBytesMin >> 20}-{LargeBytesMax >> 20} MiB); primary bucket {primaryKind}, mirror bucket {mirrorKind}; seed {seed}; dir {dir}");
+Console.WriteLine(string.Create(inv, $"mirrorbench: {writers} writers for {seconds} s at up to {writeMiBps} MiB/s in all; small files {SmallBytesMin >> 10}-{SmallBytesMax >> 10} KiB, "
+    + $"one in {largeEvery} large ({LargeBytesMin >> 20}-{LargeBytesMax >> 20} MiB); primary bucket {primaryKind}, mirror bucket {mirrorKind}; replicator concurrency {concurrency}; seed {seed}; dir {dir}"));
 
-var env = new Dictionary<string, string> { ["REGIONS_PRIMARY_BUCKET"] = primaryKind, ["REGIONS_MIRROR_BUCKET"] = mirrorKind };
+var env = new Dictionary<string, string>
+{
+    ["REGIONS_PRIMARY_BUCKET"] = primaryKind,
+    ["REGIONS_MIRROR_BUCKET"] = mirrorKind,
+    ["REGIONS_REPLICATOR_ARGS"] = $"--concurrency {concurrency.ToString(inv)}",
+};
 if (Script(["start", dir, basePort.ToString(inv)], env) != 0)
 {
     Console.Error.WriteLine($"mirrorbench: regions did not start; logs in {dir}");
@@ -204,8 +211,8 @@ async Task<int> RunAsync()
     }
     var loadSeconds = clock.Elapsed.TotalSeconds;
     var afterLoad = await ReplicatorAsync(http, statusUrl);
-    Console.WriteLine(inv, $"load: {files} files ({largeFiles} large), {written / 1048576.0:F0} MiB written in {loadSeconds:F1} s "
-        + $"({written / 1048576.0 / loadSeconds:F1} MiB/s), {errors} write errors");
+    Console.WriteLine(string.Create(inv, $"load: {files} files ({largeFiles} large), {written / 1048576.0:F0} MiB written in {loadSeconds:F1} s "
+        + $"({written / 1048576.0 / loadSeconds:F1} MiB/s), {errors} write errors"));
 
     // Drain: every entry applied in the mirror and every block copied, so each sample is measured to its end.
     var target = (await primary.GetVolumeAsync(new GetVolumeRequest())).Index;
@@ -225,7 +232,7 @@ async Task<int> RunAsync()
         }
         await Task.Delay(200);
     }
-    Console.WriteLine(inv, $"drained in {drain.Elapsed.TotalSeconds:F1} s after the load (primary index {target})");
+    Console.WriteLine(string.Create(inv, $"drained in {drain.Elapsed.TotalSeconds:F1} s after the load (primary index {target})"));
     await stop.CancelAsync();
     await Task.WhenAll(watch, poll);
 
@@ -266,13 +273,13 @@ async Task<int> RunAsync()
     }
     if (unmatched > 0)
     {
-        Console.WriteLine(inv, $"({unmatched} committed entries were not applied in the mirror by the end)");
+        Console.WriteLine(string.Create(inv, $"({unmatched} committed entries were not applied in the mirror by the end)"));
     }
     if (before is not null && afterLoad is not null && end is not null)
     {
         var mib = (afterLoad.BytesCopied - before.BytesCopied) / 1048576.0;
-        Console.WriteLine(inv, $"copy throughput during the load: {mib / loadSeconds:F1} MiB/s ({mib:F0} MiB, {afterLoad.BlocksCopied - before.BlocksCopied} blocks); "
-            + $"in all {(end.BytesCopied - before.BytesCopied) / 1048576.0:F0} MiB in {end.BlocksCopied - before.BlocksCopied} blocks, replicator errors {end.Errors - before.Errors}");
+        Console.WriteLine(string.Create(inv, $"copy throughput during the load: {mib / loadSeconds:F1} MiB/s ({mib:F0} MiB, {afterLoad.BlocksCopied - before.BlocksCopied} blocks); "
+            + $"in all {(end.BytesCopied - before.BytesCopied) / 1048576.0:F0} MiB in {end.BlocksCopied - before.BlocksCopied} blocks, replicator errors {end.Errors - before.Errors}"));
     }
     Console.WriteLine();
     Console.WriteLine("$ bash deploy/regions.sh status DIR");
@@ -281,7 +288,7 @@ async Task<int> RunAsync()
 }
 
 void Line(string what, double p50, double p99, double max, int samples, double targetMs) =>
-    Console.WriteLine(inv, $"{what,-34} {p50,7:F0} ms {p99,7:F0} ms {max,7:F0} ms {samples,8}  p99 <= {targetMs:F0} ms: {(p99 <= targetMs ? "PASS" : "MISS")}");
+    Console.WriteLine(string.Create(inv, $"{what,-34} {p50,7:F0} ms {p99,7:F0} ms {max,7:F0} ms {samples,8}  p99 <= {targetMs:F0} ms: {(p99 <= targetMs ? "PASS" : "MISS")}"));
 
 static double Pct(List<double> sorted, double q) => sorted[Math.Clamp((int)Math.Ceiling(q * sorted.Count) - 1, 0, sorted.Count - 1)];
 
