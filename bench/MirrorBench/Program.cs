@@ -1,6 +1,6 @@
 // mirrorfs-mirrorbench: metadata and block lag between a primary and a mirror region under a sustained write load.
 //   dotnet run -c Release --project bench/MirrorBench -- [--writers 20] [--seconds 60] [--oss-primary|--s3-primary]
-//       [--mirror-bucket oss|file|swift] [--write-mibps 48] [--large-every 20] [--concurrency 8] [--base-port 9700]
+//       [--mirror-bucket oss|file|swift] [--write-mibps 48] [--large-every 20] [--concurrency 16] [--base-port 9700]
 //       [--dir DIR] [--keep]
 // The regions are deploy/regions.sh's (three metaservers each, the real replicator, real FUSE mounts); writers write
 // files into the primary mount. Metadata lag: each primary index's commit time (its changelog entry's time) to the
@@ -34,7 +34,7 @@ var seconds = IntOpt("--seconds", 60, 5, 3600);
 var writeMiBps = IntOpt("--write-mibps", 48, 1, 10_000);
 var largeEvery = IntOpt("--large-every", 20, 1, 1_000_000);
 var basePort = IntOpt("--base-port", 9700, 1024, 65_000);
-var concurrency = IntOpt("--concurrency", 8, 1, 1024);
+var concurrency = IntOpt("--concurrency", ReplicatorOptions.DefaultConcurrency, 1, 1024);
 var primaryKind = args.Contains("--s3-primary") ? "swift" : "oss";
 // Swift is slow for small PUTs (~95/s here): the default mirror bucket is the fast OSS-protocol server.
 var mirrorKind = Opt("--mirror-bucket") ?? "oss";
@@ -126,9 +126,13 @@ async Task<int> RunAsync()
                     }
                 }
             }
-            catch (Exception e) when (e is not OperationCanceledException || !stop.IsCancellationRequested)
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
-                await Task.Delay(100, CancellationToken.None);
+                break;
+            }
+            catch (Exception)
+            {
+                await Task.Delay(100, CancellationToken.None); // a failover or a busy moment: ask again
             }
         }
     });
@@ -151,9 +155,13 @@ async Task<int> RunAsync()
                 }
                 await Task.Delay(PollMs, stop.Token);
             }
-            catch (Exception e) when (e is not OperationCanceledException || !stop.IsCancellationRequested)
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
-                await Task.Delay(100, CancellationToken.None);
+                break;
+            }
+            catch (Exception)
+            {
+                await Task.Delay(100, CancellationToken.None); // a failover or a busy moment: ask again
             }
         }
     });
