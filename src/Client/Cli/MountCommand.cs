@@ -59,16 +59,17 @@ public static class MountCommand
         {
             Description = "Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9567 (port 0: any free port)",
         };
-        var hideInternal = new Option<bool>("--hide-internal")
+        var showInternal = new Option<bool>("--show-internal")
         {
-            Description = "Leave .stats, .config and .accesslog out of the root's listing (they stay reachable by name)",
+            Description = "List .stats, .config and .accesslog in the root (always reachable by name; unlisted by default so that "
+                + "diff -r, grep -r, rsync and backups neither block on .accesslog nor copy changing figures)",
         };
         var fuseOptions = new Option<string?>("--fuse-options") { Description = "More kernel mount options, comma-separated (nosuid,nodev,allow_other...)" };
         var cmd = new Command("mount", "Mount a volume (-o a,b=c is read as --a --b c, as /etc/fstab and mount.mirrorfs pass options)")
         {
             metaUrl, mountPoint, background, logFile, cacheDir, cacheSize, memCache, bufferSize, maxUploads, prefetch,
             attrCache, entryCache, readOnly, uploadLimit, downloadLimit, metaOpsLimit, deleteInterval, compactSlices, compactDelay,
-            tokenFile, backupMeta, backupSkipAbove, backupKeep, primaryTokenFile, metrics, hideInternal, fuseOptions,
+            tokenFile, backupMeta, backupSkipAbove, backupKeep, primaryTokenFile, metrics, showInternal, fuseOptions,
         };
         cmd.SetAction(CliApp.Guard(ctx, "mount", async (parse, ct) =>
         {
@@ -112,7 +113,7 @@ public static class MountCommand
                 var log = parse.GetValue(logFile) ?? Path.Combine(Path.GetTempPath(), $"mirrorfs-{url.Volume}.log");
                 return await StartBackgroundAsync(ctx, url, mp, log, token, primaryToken, ct).ConfigureAwait(false);
             }
-            var settings = new ForegroundSettings(parse.GetValue(readOnly), parse.GetValue(metrics), parse.GetValue(hideInternal),
+            var settings = new ForegroundSettings(parse.GetValue(readOnly), parse.GetValue(metrics), !parse.GetValue(showInternal),
                 FuseOptionList(parse.GetValue(fuseOptions)), backup);
             return await RunForegroundAsync(ctx, url, mp, token, primaryToken, options, settings, ct).ConfigureAwait(false);
         }));

@@ -177,7 +177,8 @@ public sealed class MetaServerHost : IAsyncDisposable
             _rpc.MapRaftService(_transport!, () => _raft);
         }
         _rpc.MapClusterService(new ClusterAdmin(this), Translate);
-        _changelog = new Mirror.ChangelogService(Service, null, _options.LoggerFactory?.CreateLogger("mirrorfs-meta.changelog"));
+        _changelog = new Mirror.ChangelogService(Service, null, _options.LoggerFactory?.CreateLogger("mirrorfs-meta.changelog"),
+            ReplicatedLog as IChangelogSource);
         _changelog.Map(_rpc, e => Translate(e));
         await _rpc.StartAsync(ct).ConfigureAwait(false);
         await _metrics.StartListenerAsync(_options.MetricsListen, _options.LoggerFactory, ct).ConfigureAwait(false);

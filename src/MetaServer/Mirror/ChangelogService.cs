@@ -43,6 +43,7 @@ public sealed class ChangelogService : IAsyncDisposable
     private readonly MetaService _service;
     private readonly MetaStateMachine _state;
     private readonly IReplicatedLog _log;
+    private readonly IChangelogSource? _source;
     private readonly ChangelogOptions _options;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, Live> _live = new(StringComparer.Ordinal);
@@ -50,11 +51,14 @@ public sealed class ChangelogService : IAsyncDisposable
     private readonly Task _persister;
     private int _streams;
 
-    public ChangelogService(MetaService service, ChangelogOptions? options = null, ILogger? logger = null)
+    /// <param name="source">The log to read entries back from, when <paramref name="service"/>'s log is a wrapper
+    /// (e.g. the metrics one) around it; default: the service's log itself.</param>
+    public ChangelogService(MetaService service, ChangelogOptions? options = null, ILogger? logger = null, IChangelogSource? source = null)
     {
         _service = service;
         _state = service.State;
         _log = service.Log;
+        _source = source ?? service.Log as IChangelogSource;
         _options = options ?? new ChangelogOptions();
         _logger = logger ?? NullLogger.Instance;
         service.MirrorGate.Live = LiveMirrors;
@@ -110,7 +114,7 @@ public sealed class ChangelogService : IAsyncDisposable
     /// <summary>The WatchChangelog stream (see meta.proto). Returns when the caller leaves or this node stops leading.</summary>
     public async Task WatchAsync(WatchChangelogRequest request, Func<ChangelogBatch, Task> send, CancellationToken ct)
     {
-        if (_log is not IChangelogSource source)
+        if (_source is not { } source)
         {
             throw new RpcException(StatusCode.Unimplemented, "this metaserver's log cannot be read back, so it cannot ship a changelog");
         }

@@ -479,11 +479,17 @@ public sealed class Replicator
 
     private async Task CheckpointLoopAsync(CancellationToken ct)
     {
+        // The first save is at once, so `status` finds a status file as soon as the replicator runs.
+        var first = true;
         while (!ct.IsCancellationRequested)
         {
             try
             {
-                await Task.Delay(TimeSpan.FromMilliseconds(_options.CheckpointEveryMs), _time, ct).ConfigureAwait(false);
+                if (!first)
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(_options.CheckpointEveryMs), _time, ct).ConfigureAwait(false);
+                }
+                first = false;
             }
             catch (OperationCanceledException)
             {

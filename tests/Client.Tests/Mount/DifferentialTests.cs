@@ -32,7 +32,7 @@ public sealed partial class DifferentialTests(ITestOutputHelper log) : IAsyncLif
         var seed = Environment.GetEnvironmentVariable("MIRRORFS_DIFF_SEED") is { } s ? int.Parse(s) : Random.Shared.Next();
         log.WriteLine($"seed {seed} (rerun with MIRRORFS_DIFF_SEED={seed})");
         // The root's virtual files (.stats, .accesslog...) have no tmpfs twin: leave them out of listings.
-        var mount = await _env.MountAsync(Path.Combine(_env.Root, "mnt"), "--hide-internal");
+        var mount = await _env.MountAsync(Path.Combine(_env.Root, "mnt"));
         var shm = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
         var reference = Path.Combine(shm, "mirrorfs-diff-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(reference);

@@ -178,10 +178,10 @@ public sealed class MountOptionsTests
     public void Dash_o_becomes_flags_and_fstab_words_are_dropped()
     {
         var args = MountOptions.Expand(["mount", "mirrorfs://h:1/v", "/mnt/v", "--background", "-o",
-            "rw,ro,noauto,_netdev,x-systemd.automount,token_file=/etc/t,cache-size=2G,nosuid,nodev,hide-internal,comment=x"]);
+            "rw,ro,noauto,_netdev,x-systemd.automount,token_file=/etc/t,cache-size=2G,nosuid,nodev,show-internal,comment=x"]);
         Assert.Equal(
             ["mount", "mirrorfs://h:1/v", "/mnt/v", "--background", "--read-only", "--token-file", "/etc/t", "--cache-size", "2G",
-             "--hide-internal", "--fuse-options", "nosuid,nodev"],
+             "--show-internal", "--fuse-options", "nosuid,nodev"],
             args);
         Assert.Equal(["mount", "a", "b", "--read-only"], MountOptions.Expand(["mount", "a", "b", "-oro"]));
     }
