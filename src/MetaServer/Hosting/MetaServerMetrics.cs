@@ -40,10 +40,8 @@ public sealed class MetaServerMetrics : IAsyncDisposable
     /// <summary>"ip:port" of the /metrics listener, or null when none was asked for.</summary>
     public string? Address => _listener?.Address;
 
-    /// <summary>The log as the service should see it: the same log, with proposals and read barriers timed. A log that
-    /// can be read back stays readable through the wrapper (changelog shipping needs it).</summary>
-    public IReplicatedLog Measure(IReplicatedLog log) =>
-        log is IChangelogSource source ? new MeasuredChangelogLog(log, source, this) : new MeasuredLog(log, this);
+    /// <summary>The log as the service should see it: the same log, with proposals and read barriers timed.</summary>
+    public IReplicatedLog Measure(IReplicatedLog log) => new MeasuredLog(log, this);
 
     /// <summary>Starts serving GET /metrics on <paramref name="listen"/> ("ip:port"); nothing when it is null.</summary>
     public async Task StartListenerAsync(string? listen, ILoggerFactory? loggers, CancellationToken ct)
@@ -62,15 +60,7 @@ public sealed class MetaServerMetrics : IAsyncDisposable
         }
     }
 
-    private sealed class MeasuredChangelogLog(IReplicatedLog inner, IChangelogSource source, MetaServerMetrics m)
-        : MeasuredLog(inner, m), IChangelogSource
-    {
-        public ulong FirstLogIndex => source.FirstLogIndex;
-
-        public IReadOnlyList<CommittedEntry> ReadCommitted(ulong from, ulong to) => source.ReadCommitted(from, to);
-    }
-
-    private class MeasuredLog(IReplicatedLog inner, MetaServerMetrics m) : IReplicatedLog
+    private sealed class MeasuredLog(IReplicatedLog inner, MetaServerMetrics m) : IReplicatedLog
     {
         public ulong CommitIndex => inner.CommitIndex;
 
