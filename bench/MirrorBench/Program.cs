@@ -102,6 +102,8 @@ async Task<int> RunAsync()
     var startIndex = (await primary.GetVolumeAsync(new GetVolumeRequest())).Index;
     // Primary commit time per index (entries that carry a time) and (applied index, when seen) from the mirror.
     var commits = new List<(ulong Index, long TimeNs)>();
+    var shipped = new List<double>(); // commit to arrival in this process's own changelog stream: the primary's part
+
     var applied = new List<(ulong Index, long SeenNs)>();
     var commitsLock = new Lock();
     var watch = Task.Run(async () =>
@@ -113,11 +115,13 @@ async Task<int> RunAsync()
             {
                 await foreach (var batch in changelog.WatchAsync(new WatchChangelogRequest { FromIndex = next, BatchEntriesMax = 1024 }, stop.Token))
                 {
+                    var arrived = NowNs();
                     lock (commitsLock)
                     {
                         foreach (var e in batch.Entries.Where(e => e.TimeNs > 0))
                         {
                             commits.Add((e.Index, e.TimeNs));
+                            shipped.Add(Math.Max(0, (arrived - e.TimeNs) / 1e6));
                         }
                     }
                     if (batch.Entries.Count > 0)
@@ -191,11 +195,12 @@ async Task<int> RunAsync()
                     {
                         var len = Math.Min(ChunkBytes, size - at);
                         // Shared pacing: the load stays below what the machine can copy, as the targets assume.
+                        // Past the load's end the files under way finish at full speed.
                         var due = Interlocked.Add(ref written, len) * 1000.0 / (writeMiBps * 1048576.0);
-                        var wait = due - clock.ElapsedMilliseconds;
-                        if (wait > 1)
+                        long now;
+                        while ((now = clock.ElapsedMilliseconds) < loadMs && due - now > 1)
                         {
-                            Thread.Sleep((int)Math.Min(wait, 1000));
+                            Thread.Sleep((int)Math.Min(due - now, 200));
                         }
                         f.Write(data, offset + at, len);
                     }
@@ -271,6 +276,11 @@ async Task<int> RunAsync()
     Console.WriteLine($"{"figure",-34} {"p50",10} {"p99",10} {"max",10} {"samples",8}  target");
     Line("metadata lag (commit -> applied)", lags.Count == 0 ? 0 : Pct(lags, 0.5), lags.Count == 0 ? 0 : Pct(lags, 0.99), lags.Count == 0 ? 0 : lags[^1],
         lags.Count, MetaTargetMs);
+    shipped.Sort();
+    if (shipped.Count > 0)
+    {
+        Console.WriteLine(string.Create(inv, $"{"  of which primary (commit -> shipped)",-34} {Pct(shipped, 0.5),7:F0} ms {Pct(shipped, 0.99),7:F0} ms {shipped[^1],7:F0} ms {shipped.Count,8}"));
+    }
     if (end is null)
     {
         Console.WriteLine("block lag: the replicator's /status did not answer");
@@ -288,6 +298,12 @@ async Task<int> RunAsync()
         var mib = (afterLoad.BytesCopied - before.BytesCopied) / 1048576.0;
         Console.WriteLine(string.Create(inv, $"copy throughput during the load: {mib / loadSeconds:F1} MiB/s ({mib:F0} MiB, {afterLoad.BlocksCopied - before.BlocksCopied} blocks); "
             + $"in all {(end.BytesCopied - before.BytesCopied) / 1048576.0:F0} MiB in {end.BlocksCopied - before.BlocksCopied} blocks, replicator errors {end.Errors - before.Errors}"));
+        var writeRate = written / 1048576.0 / loadSeconds;
+        if (mib / loadSeconds < 0.9 * writeRate)
+        {
+            Console.WriteLine(string.Create(inv, $"note: copy bandwidth was saturated (copied {mib / loadSeconds:F1} MiB/s while {writeRate:F1} MiB/s were written); "
+                + "the targets assume it is not: try --write-mibps below the copy rate"));
+        }
     }
     Console.WriteLine();
     Console.WriteLine("$ bash deploy/regions.sh status DIR");
