@@ -302,7 +302,7 @@ async Task<int> RunAsync()
         if (mib / loadSeconds < 0.9 * writeRate)
         {
             Console.WriteLine(string.Create(inv, $"note: copy bandwidth was saturated (copied {mib / loadSeconds:F1} MiB/s while {writeRate:F1} MiB/s were written); "
-                + "the targets assume it is not: try --write-mibps below the copy rate"));
+                + $"the targets assume it is not: try --write-mibps below the copy rate"));
         }
     }
     Console.WriteLine();
