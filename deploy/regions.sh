@@ -88,14 +88,15 @@ with urllib.request.urlopen(req, timeout=10) as r:
 EOF
 }
 
-wait_http() {
-  local url=$1 pid_file=$2 log=$3 what=$4 t
+# Waits until something listens on 127.0.0.1:PORT, while the process in PID_FILE lives.
+wait_port() {
+  local port=$1 pid_file=$2 log=$3 what=$4 t
   for ((t = 0; t < START_WAIT_S * 4; t++)); do
     running "$pid_file" || die "$what exited during start-up; see $log"
-    curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
+    port_busy "$port" && return 0
     sleep 0.25
   done
-  die "$what did not answer $url within $START_WAIT_S s; see $log"
+  die "$what did not listen on 127.0.0.1:$port within $START_WAIT_S s; see $log"
 }
 
 start() {
@@ -104,7 +105,6 @@ start() {
   [[ $pkind =~ ^(oss|swift|file)$ ]] || die "REGIONS_PRIMARY_BUCKET='$pkind' is not oss, swift or file"
   [[ $mkind =~ ^(oss|swift|file)$ ]] || die "REGIONS_MIRROR_BUCKET='$mkind' is not oss, swift or file"
   command -v dotnet >/dev/null || die "dotnet is not installed: install the .NET 10 SDK first"
-  command -v curl >/dev/null || die "curl is missing: apt-get install curl"
   if [[ $pkind == swift || $mkind == swift ]]; then
     [[ -x /usr/bin/swift-proxy-server ]] || die "Swift is not installed: run 'bash deploy/install-deps.sh' (as root)"
   fi
@@ -156,13 +156,7 @@ EOF
     done
   fi
   if [[ -f $dir/oss.pid ]]; then
-    local t
-    for ((t = 0; t < START_WAIT_S * 4; t++)); do
-      running "$dir/oss.pid" || die "the OSS test server exited during start-up; see $dir/oss.log"
-      port_busy "$((base + 20))" && break
-      sleep 0.25
-    done
-    port_busy "$((base + 20))" || die "the OSS test server did not listen on 127.0.0.1:$((base + 20)) within $START_WAIT_S s; see $dir/oss.log"
+    wait_port "$((base + 20))" "$dir/oss.pid" "$dir/oss.log" "the OSS test server"
   fi
 
   say "starting the primary region's metaservers on $primary_hosts (logs $dir/primary/n*.log)"
@@ -188,10 +182,10 @@ EOF
     --metrics "127.0.0.1:$((base + 22))" --checkpoint-every 1s --token-file "$dir/primary/token" "${repl_args[@]}" \
     >>"$dir/replicator.log" 2>&1 </dev/null &
   echo $! >"$dir/replicator.pid"
-  wait_http "http://127.0.0.1:$((base + 22))/status" "$dir/replicator.pid" "$dir/replicator.log" "the replicator"
+  wait_port "$((base + 22))" "$dir/replicator.pid" "$dir/replicator.log" "the replicator"
 
   # The mirror is up once its leader follows the primary (it answers the primary's volume).
-  local out=""
+  local out="" t i
   for ((t = 0; t < START_WAIT_S * 2; t++)); do
     for i in 1 2 3; do running "$dir/mirror/n$i.pid" || die "mirror metaserver $i exited; see $dir/mirror/n$i.log"; done
     out=$("$MIRROR_BIN" status --primary "$primary_url" --mirror "$mirror_url" --json --token-file "$dir/primary/token" \
