@@ -78,6 +78,18 @@ finally
     if (!keep)
     {
         Script(["stop", dir], env, quiet: true);
+        if (Opt("--dir") is null)
+        {
+            // Gigabytes of blocks in two buckets: a directory the benchmark chose itself goes with it.
+            try
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"mirrorbench: could not remove {dir}: {e.Message}");
+            }
+        }
     }
     else
     {
