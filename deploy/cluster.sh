@@ -5,6 +5,7 @@
 #                                                 returns once a leader serves (exit 1 if none within 30 s)
 #   bash deploy/cluster.sh stop DIR               stops them (SIGTERM, then SIGKILL after 5 s); data stays in DIR
 # The binary is $MIRRORFS_META, else src/MetaServer/bin/Release/net10.0/mirrorfs-meta (built when missing).
+# $MIRRORFS_META_ARGS (words split on spaces) is added to every member's `serve`, e.g. the mirror-mode options.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,6 +13,7 @@ META_BIN=${MIRRORFS_META:-$ROOT/src/MetaServer/bin/Release/net10.0/mirrorfs-meta
 NODES=(1 2 3)
 START_WAIT_S=30
 STOP_WAIT_S=5
+read -ra EXTRA_ARGS <<<"${MIRRORFS_META_ARGS:-}"
 
 say() { printf 'cluster: %s\n' "$*"; }
 die() { printf 'cluster: %s\n' "$*" >&2; exit 1; }
@@ -44,7 +46,7 @@ start() {
       say "member $i already running (pid $(cat "$dir/n$i.pid"))"
       continue
     fi
-    nohup "$META_BIN" serve --id "$i" --data "$dir/n$i" --peers "$peers" --token-file "$dir/token" \
+    nohup "$META_BIN" serve --id "$i" --data "$dir/n$i" --peers "$peers" --token-file "$dir/token" "${EXTRA_ARGS[@]}" \
       >>"$dir/n$i.log" 2>&1 </dev/null &
     echo $! >"$dir/n$i.pid"
   done

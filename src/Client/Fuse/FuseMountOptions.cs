@@ -40,7 +40,7 @@ public sealed class FuseMountOptions
     {
         var opts = new List<string>
         {
-            "fsname=" + Checked(FsName, nameof(FsName)),
+            "fsname=" + EscapedFsName(FsName),
             "subtype=" + Checked(Subtype, nameof(Subtype)),
         };
         if (AllowOther) opts.Add("allow_other");
@@ -51,6 +51,17 @@ public sealed class FuseMountOptions
             opts.Add(Checked(o, nameof(ExtraOptions)));
         }
         return string.Join(',', opts);
+    }
+
+    /// <summary>A META-URL with several hosts holds commas: libfuse's option parser reads "\," as a comma inside a
+    /// value, so the fsname (the mount's source) keeps the whole URL.</summary>
+    private static string EscapedFsName(string value)
+    {
+        if (string.IsNullOrEmpty(value) || value.AsSpan().IndexOfAny("\\\0 ") >= 0)
+        {
+            throw new ArgumentException($"FUSE mount option FsName '{value}' is empty or holds a backslash, space or NUL; pick a plain value", nameof(FsName));
+        }
+        return value.Replace(",", "\\,", StringComparison.Ordinal);
     }
 
     private static string Checked(string value, string what)

@@ -278,46 +278,87 @@ public sealed class MirrorFollower : IAsyncDisposable
         var progressed = false;
         try
         {
-            await foreach (var batch in Channel(address).ServerStreamingAsync(MetaRpc.ServiceName, "WatchChangelog", request,
-                               ChangelogBatch.Parser, new CallOptions { CancellationToken = stream.Token }, stream.Token).ConfigureAwait(false))
+            var batches = Channel(address).ServerStreamingAsync(MetaRpc.ServiceName, "WatchChangelog", request,
+                ChangelogBatch.Parser, new CallOptions { CancellationToken = stream.Token }, stream.Token);
+            await using var e = batches.GetAsyncEnumerator(stream.Token);
+            // A MoveNextAsync started while merging and not finished yet: awaited first in the next round.
+            ValueTask<bool>? pending = null;
+            try
             {
-                silence.CancelAfter(_o.SilenceMs);
-                var now = DateTime.UtcNow;
-                SetStatus(s =>
+                while (await (pending ?? e.MoveNextAsync()).ConfigureAwait(false))
                 {
-                    s.State = "following";
-                    s.PrimaryAddress = address;
-                    s.LastContactNs = (now.Ticks - DateTime.UnixEpoch.Ticks) * 100;
-                    s.PrimaryCommitIndex = Math.Max(s.PrimaryCommitIndex, batch.CommitIndex);
-                    if (batch.Entries.Count > 0)
+                    pending = null;
+                    var batch = e.Current;
+                    Note(batch, address, silence);
+                    if (batch.SnapshotRequired)
                     {
-                        s.PrimaryCommitTimeNs = Math.Max(s.PrimaryCommitTimeNs, batch.Entries[^1].TimeNs);
+                        _logger.LogInformation("Primary {Address} no longer holds entry {From} (its log starts at {First}): bootstrapping from its snapshot",
+                            address, expected, batch.FirstIndex);
+                        await BootstrapAsync(address, ct).ConfigureAwait(false);
+                        return true;
                     }
-                });
-                if (batch.SnapshotRequired)
-                {
-                    _logger.LogInformation("Primary {Address} no longer holds entry {From} (its log starts at {First}): bootstrapping from its snapshot",
-                        address, expected, batch.FirstIndex);
-                    await BootstrapAsync(address, ct).ConfigureAwait(false);
-                    return true;
+                    var through = Through(batch);
+                    if (through < expected)
+                    {
+                        continue; // a keep-alive saying nothing new
+                    }
+                    var cmd = new Command { MirrorEntries = new MirrorEntriesRequest { FromIndex = expected } };
+                    cmd.MirrorEntries.Entries.Add(batch.Entries);
+                    var bytes = batch.CalculateSize();
+                    // Batches that arrived while the last proposal committed go into this one: one commit of the mirror
+                    // cluster per batch would let a busy primary outrun it (each commit waits for its disks).
+                    while (cmd.MirrorEntries.Entries.Count < _o.BatchEntriesMax && bytes < MergeBytesMax)
+                    {
+                        var next = e.MoveNextAsync();
+                        if (!next.IsCompleted)
+                        {
+                            pending = next;
+                            break;
+                        }
+                        if (!await next.ConfigureAwait(false))
+                        {
+                            pending = ValueTask.FromResult(false);
+                            break;
+                        }
+                        var more = e.Current;
+                        Note(more, address, silence);
+                        if (more.SnapshotRequired)
+                        {
+                            pending = ValueTask.FromResult(true); // handled on its own in the next round
+                            break;
+                        }
+                        cmd.MirrorEntries.Entries.Add(more.Entries);
+                        through = Math.Max(through, Through(more));
+                        bytes += more.CalculateSize();
+                    }
+                    cmd.MirrorEntries.ThroughIndex = through;
+                    // Not the stream's token: a renewal must not abandon a batch half-proposed.
+                    var reply = MirrorEntriesReply.Parser.ParseFrom(await _service.ProposeMirrorCommandAsync(cmd, ct).ConfigureAwait(false));
+                    if (reply.Errno != 0)
+                    {
+                        // EINVAL: the state moved differently than this stream assumed (e.g. a bootstrap); EPERM: promoted.
+                        _logger.LogInformation("Mirrored batch {From}..{Through} refused (errno {Errno}); reopening from the state", expected, through, reply.Errno);
+                        return progressed;
+                    }
+                    expected = through + 1;
+                    progressed = true;
                 }
-                var through = batch.Entries.Count > 0 ? batch.Entries[^1].Index : batch.CommitIndex;
-                if (through < expected)
+            }
+            finally
+            {
+                if (pending is { IsCompleted: false } unfinished)
                 {
-                    continue; // a keep-alive saying nothing new
+                    // Leaving with a read outstanding: end the stream and let that read finish before disposal.
+                    await stream.CancelAsync().ConfigureAwait(false);
+                    try
+                    {
+                        await unfinished.ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (ex is OperationCanceledException or RpcException or IOException or HttpRequestException)
+                    {
+                        // the stream is being abandoned
+                    }
                 }
-                var cmd = new Command { MirrorEntries = new MirrorEntriesRequest { FromIndex = expected, ThroughIndex = through } };
-                cmd.MirrorEntries.Entries.Add(batch.Entries);
-                // Not the stream's token: a renewal must not abandon a batch half-proposed.
-                var reply = MirrorEntriesReply.Parser.ParseFrom(await _service.ProposeMirrorCommandAsync(cmd, ct).ConfigureAwait(false));
-                if (reply.Errno != 0)
-                {
-                    // EINVAL: the state moved differently than this stream assumed (e.g. a bootstrap); EPERM: promoted.
-                    _logger.LogInformation("Mirrored batch {From}..{Through} refused (errno {Errno}); reopening from the state", expected, through, reply.Errno);
-                    return progressed;
-                }
-                expected = through + 1;
-                progressed = true;
             }
             MoveOn(null); // the primary ended the stream (it stopped leading, or shut down)
         }
@@ -340,6 +381,30 @@ public sealed class MirrorFollower : IAsyncDisposable
             throw;
         }
         return progressed;
+    }
+
+    /// <summary>Entries merged into one proposal, at most (about the primary's own batch size).</summary>
+    private const int MergeBytesMax = 1 << 20;
+
+    /// <summary>The last primary index a batch accounts for: its last entry, or for a keep-alive its commit index.</summary>
+    private static ulong Through(ChangelogBatch batch) => batch.Entries.Count > 0 ? batch.Entries[^1].Index : batch.CommitIndex;
+
+    /// <summary>Status and the silence timer after any batch.</summary>
+    private void Note(ChangelogBatch batch, string address, CancellationTokenSource silence)
+    {
+        silence.CancelAfter(_o.SilenceMs);
+        var now = DateTime.UtcNow;
+        SetStatus(s =>
+        {
+            s.State = "following";
+            s.PrimaryAddress = address;
+            s.LastContactNs = (now.Ticks - DateTime.UnixEpoch.Ticks) * 100;
+            s.PrimaryCommitIndex = Math.Max(s.PrimaryCommitIndex, batch.CommitIndex);
+            if (batch.Entries.Count > 0)
+            {
+                s.PrimaryCommitTimeNs = Math.Max(s.PrimaryCommitTimeNs, batch.Entries[^1].TimeNs);
+            }
+        });
     }
 
     /// <summary>Installs the primary's current snapshot through this cluster's log, piece by piece.</summary>

@@ -18,7 +18,7 @@ public static class RunCommand
         var from = new Option<string?>("--from") { Description = "Primary bucket URI (default: the volume's storage as formatted)" };
         var to = new Option<string>("--to") { Description = "Mirror bucket URI: s3://..., oss://..., file:///...", Required = true };
         var stateDir = new Option<string>("--state-dir") { Description = "Directory for the checkpoint and status file", DefaultValueFactory = _ => "./mirrorfs-replicator" };
-        var concurrency = new Option<int>("--concurrency") { Description = "Blocks copied at once", DefaultValueFactory = _ => 8 };
+        var concurrency = new Option<int>("--concurrency") { Description = "Blocks copied at once", DefaultValueFactory = _ => ReplicatorOptions.DefaultConcurrency };
         var bandwidth = new Option<string>("--bandwidth") { Description = "Copy bandwidth in bytes per second, e.g. 100M (0 = unlimited)", DefaultValueFactory = _ => "0" };
         var checkpointEvery = new Option<string>("--checkpoint-every") { Description = "How often the checkpoint is saved", DefaultValueFactory = _ => "5s" };
         var metrics = new Option<string?>("--metrics") { Description = "HOST:PORT to serve GET /metrics and /status on (off by default)" };

@@ -18,8 +18,12 @@ public sealed record ReplicatorOptions
     /// <summary>The name this replicator reports to the primary with each changelog pull.</summary>
     public string MirrorId { get; init; } = "replicator";
 
-    /// <summary>Blocks copied at once.</summary>
-    public int ConcurrencyMax { get; init; } = 8;
+    /// <summary>Blocks copied at once. As many as a mount uploads at once (its --max-uploads default), so the
+    /// replicator is not the narrower pipe: with 8, blocks queued behind a burst and lagged seconds (MirrorBench).
+    /// Each holds one block in memory: at most 16 × 16 MiB.</summary>
+    public int ConcurrencyMax { get; init; } = DefaultConcurrency;
+
+    public const int DefaultConcurrency = 16;
 
     /// <summary>Copy bandwidth in bytes per second (one direction); 0 = unlimited.</summary>
     public long BandwidthBytesPerSecond { get; init; }

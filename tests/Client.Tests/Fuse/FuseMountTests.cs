@@ -242,7 +242,7 @@ public sealed partial class FuseMountTests : IDisposable
         var e2 = Assert.Throws<FuseMountException>(() => FuseMount.Mount(new MemoryFuseFileSystem(), _mp));
         Assert.Contains("not empty", e2.Message, StringComparison.Ordinal);
 
-        var e3 = Assert.Throws<ArgumentException>(() => FuseMount.Mount(new MemoryFuseFileSystem(), _dir.FullName, new FuseMountOptions { FsName = "a,allow_other", AllowNonEmpty = true }));
+        var e3 = Assert.Throws<ArgumentException>(() => FuseMount.Mount(new MemoryFuseFileSystem(), _dir.FullName, new FuseMountOptions { FsName = "a\\,allow_other", AllowNonEmpty = true }));
         Assert.Contains("FsName", e3.Message, StringComparison.Ordinal);
         Assert.False(FuseMount.IsMountPoint(_mp));
     }
