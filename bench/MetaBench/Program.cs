@@ -120,11 +120,19 @@ static RpcMetaClient Client(string address) => new(new RpcMetaClientOptions { Ad
 
 static async Task Measure(string op, int callers, int total, Func<int, int, Task> call)
 {
-    // Warm up the connections and JIT outside the measurement.
-    for (var c = 0; c < callers; c++)
+    // Warm up outside the measurement: connections, and the JIT's tiers (a method is recompiled optimized only after
+    // it has run a few dozen times and a background delay), as BenchmarkDotNet's warm-up iterations do.
+    var warm = Math.Max(callers, Math.Min(2_000, total / 5));
+    var warmNext = -1;
+    await Task.WhenAll(Enumerable.Range(0, callers).Select(c => Task.Run(async () =>
     {
-        await call(c, total + c);
-    }
+        int w;
+        while ((w = Interlocked.Increment(ref warmNext)) < warm)
+        {
+            await call(c, total + w);
+        }
+    })));
+    await Task.Delay(200); // let the background JIT finish what the warm-up queued
     var lat = new long[total];
     var next = -1;
     var sw = Stopwatch.StartNew();
