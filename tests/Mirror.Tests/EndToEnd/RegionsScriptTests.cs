@@ -1,5 +1,6 @@
 // deploy/regions.sh end to end: start both regions, mount both, a file written in the primary mount reads back
-// identically in the mirror mount, status reports the mirror, stop leaves no process and no mount behind.
+// identically in the mirror mount, and again after kill -9 of the primary's leader and of the mirror's leader; status
+// reports the mirror; stop leaves no process and no mount behind.
 using System.Net;
 using System.Net.Sockets;
 using MirrorFS.Client.Tests.Mount;
@@ -85,7 +86,8 @@ public sealed class RegionsScriptTests(SwiftFixture swift, ITestOutputHelper out
         var stopped = false;
         try
         {
-            var start = await ScriptAsync($"start '{dir}' {FreeBasePort(random)}", StartTimeoutMs);
+            var basePort = FreeBasePort(random);
+            var start = await ScriptAsync($"start '{dir}' {basePort}", StartTimeoutMs);
             Assert.True(start.Code == 0, $"regions.sh start failed:\n{start.Err}");
             Assert.Contains("both regions are up", start.Out, StringComparison.Ordinal);
             var mount = await ScriptAsync($"mount '{dir}'");
@@ -110,6 +112,41 @@ public sealed class RegionsScriptTests(SwiftFixture swift, ITestOutputHelper out
             }
             Assert.True(seen is not null, $"{mirrorFile} did not appear within {RegionEnv.WaitMs} ms");
             Assert.True(seen.AsSpan().SequenceEqual(data), $"{mirrorFile} holds {seen.Length} bytes that differ from the {data.Length} written in the primary");
+
+            // kill -9 of the primary's leader: the mirror follows the new leader. Then of the mirror's leader: another
+            // mirror member carries on. After each, a new file written in the primary reads back in the mirror.
+            var metaBin = Path.Combine(RepoRoot(), "src", "MetaServer", "bin", "Release", "net10.0", "mirrorfs-meta");
+            foreach (var (region, offset) in new[] { ("primary", 0), ("mirror", 10) })
+            {
+                var members = string.Join(',', new[] { 1, 2, 3 }.Select(i => $"127.0.0.1:{basePort + offset + i}"));
+                var cluster = await Shell.RunAsync($"'{metaBin}' cluster status --meta {members} --json --token-file '{dir}/{region}/token'", "/");
+                Assert.True(cluster.Code == 0, $"{region} cluster status failed:\n{cluster.Out}{cluster.Err}");
+                var leader = System.Text.Json.JsonDocument.Parse(cluster.Out).RootElement.GetProperty("leader").GetInt32();
+                Assert.InRange(leader, 1, 3);
+                var pid = int.Parse(File.ReadAllText(Path.Combine(dir, region, $"n{leader}.pid")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+                output.WriteLine($"kill -9 of the {region} leader, member {leader} (pid {pid})");
+                Assert.Equal(0, (await Shell.RunAsync($"kill -9 {pid}", "/")).Code);
+
+                var after = new byte[300_000 + random.Next(100_000)];
+                random.NextBytes(after);
+                var name = $"after-{region}-leader.bin";
+                // The primary mount retries a write until its cluster has a new leader (bounded by the step timeout).
+                await Blocking.RunAsync(() => File.WriteAllBytes(Path.Combine(dir, "primary-mnt", name), after));
+                var copy = Path.Combine(dir, "mirror-mnt", name);
+                var until = Environment.TickCount64 + RegionEnv.WaitMs;
+                byte[]? got = null;
+                while (Environment.TickCount64 < until)
+                {
+                    got = await Blocking.RunAsync(() => File.Exists(copy) ? File.ReadAllBytes(copy) : null);
+                    if (got is not null && got.AsSpan().SequenceEqual(after))
+                    {
+                        break;
+                    }
+                    await Task.Delay(250);
+                }
+                Assert.True(got is not null && got.AsSpan().SequenceEqual(after),
+                    $"after the {region} leader's kill -9, {copy} did not read back what the primary wrote within {RegionEnv.WaitMs} ms");
+            }
 
             var status = await ScriptAsync($"status '{dir}'");
             Assert.True(status.Code == 0, $"regions.sh status failed:\n{status.Err}");
