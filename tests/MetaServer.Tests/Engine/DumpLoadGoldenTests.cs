@@ -2,7 +2,6 @@
 //
 // GOLDENS MAY ONLY GROW: never edit or delete a line of Golden/meta-dumpload.txt. To add a case, add it here and run
 // once with MIRRORFS_UPDATE_GOLDEN=1, which appends missing names and never rewrites existing ones.
-using System.Runtime.CompilerServices;
 using Google.Protobuf;
 using MirrorFS.Core.Meta;
 using MirrorFS.MetaServer.Engine;
@@ -14,9 +13,6 @@ public sealed class DumpLoadGoldenTests
 {
     private const long T0 = 1_700_000_000_123_456_789;
     private const string File = "meta-dumpload.txt";
-
-    private static string GoldenPath([CallerFilePath] string source = "") =>
-        Path.Combine(Path.GetDirectoryName(Path.GetDirectoryName(source)!)!, "Golden", File);
 
     internal static IEnumerable<(string Name, Command Cmd)> Commands()
     {
@@ -52,55 +48,6 @@ public sealed class DumpLoadGoldenTests
         yield return ("load_finish", new Command { SessionId = 3, Seq = 4, AckedSeq = 3, NowNs = T0 + 4, LoadEntries = new LoadEntriesRequest { Phase = LoadPhase.Finish, NextInode = 20, NextSliceId = 30 } });
     }
 
-    private static Dictionary<string, string> ReadGolden()
-    {
-        var map = new Dictionary<string, string>();
-        if (!System.IO.File.Exists(GoldenPath()))
-        {
-            return map;
-        }
-        foreach (var line in System.IO.File.ReadAllLines(GoldenPath()))
-        {
-            if (line.Length > 0 && !line.StartsWith('#'))
-            {
-                var space = line.IndexOf(' ', StringComparison.Ordinal);
-                map.Add(line[..space], line[(space + 1)..]);
-            }
-        }
-        return map;
-    }
-
-    private static void Verify(IEnumerable<(string Name, string Hex)> actual)
-    {
-        var golden = ReadGolden();
-        var missing = new List<string>();
-        foreach (var (name, hex) in actual)
-        {
-            if (golden.TryGetValue(name, out var expected))
-            {
-                Assert.True(expected == hex, $"golden {File}:{name} changed; encodings are frozen (goldens may only grow).\nexpected {expected}\nactual   {hex}");
-            }
-            else
-            {
-                missing.Add($"{name} {hex}");
-            }
-        }
-        if (missing.Count == 0)
-        {
-            return;
-        }
-        if (Environment.GetEnvironmentVariable("MIRRORFS_UPDATE_GOLDEN") == "1")
-        {
-            if (!System.IO.File.Exists(GoldenPath()))
-            {
-                System.IO.File.WriteAllText(GoldenPath(), "# Frozen LoadEntries/AcquireLease command encodings and snapshot v3 of a fixed state (name hex). GOLDENS MAY ONLY GROW: never edit or delete a line.\n");
-            }
-            System.IO.File.AppendAllLines(GoldenPath(), missing);
-            return;
-        }
-        Assert.Fail($"golden {File} lacks {string.Join(", ", missing.Select(m => m.Split(' ')[0]))}; run once with MIRRORFS_UPDATE_GOLDEN=1 to append them");
-    }
-
     /// <summary>The commands applied in order, stopped before FINISH so the state holds both v3 sections.</summary>
     private static MetaStateMachine Build(bool finish, out List<byte[]> replies)
     {
@@ -122,8 +69,8 @@ public sealed class DumpLoadGoldenTests
     public void Command_encodings_are_frozen()
     {
         var cmds = Commands().ToList();
-        Verify(cmds.Select(x => ($"cmd_{x.Name}", Convert.ToHexString(x.Cmd.ToByteArray()))));
-        var golden = ReadGolden();
+        GoldenFile.Verify(File, cmds.Select(x => ($"cmd_{x.Name}", Convert.ToHexString(x.Cmd.ToByteArray()))));
+        var golden = GoldenFile.Read(File);
         foreach (var (name, cmd) in cmds)
         {
             Assert.Equal(cmd, Command.Parser.ParseFrom(Convert.FromHexString(golden[$"cmd_{name}"])));
@@ -142,9 +89,9 @@ public sealed class DumpLoadGoldenTests
         sm.WriteSnapshot(ms);
         var bytes = ms.ToArray();
         Assert.Equal(3, bytes[8]);
-        Verify([("snapshot_v3_loading_with_lease", Convert.ToHexString(bytes))]);
+        GoldenFile.Verify(File, [("snapshot_v3_loading_with_lease", Convert.ToHexString(bytes))]);
 
-        var golden = Convert.FromHexString(ReadGolden()["snapshot_v3_loading_with_lease"]);
+        var golden = Convert.FromHexString(GoldenFile.Read(File)["snapshot_v3_loading_with_lease"]);
         using var restored = new MetaStateMachine();
         restored.RestoreSnapshot(new MemoryStream(golden));
         using var again = new MemoryStream();

@@ -3,7 +3,6 @@
 // GOLDENS MAY ONLY GROW. Never edit or delete a line in Golden/*.txt: a difference means an encoding changed and
 // existing logs or snapshots would no longer read the same. To add a golden for a new case, add it to the test and
 // run once with MIRRORFS_UPDATE_GOLDEN=1, which appends missing names and never rewrites existing ones.
-using System.Runtime.CompilerServices;
 using Google.Protobuf;
 using MirrorFS.Core.Meta;
 using MirrorFS.MetaServer.Engine;
@@ -14,9 +13,6 @@ namespace MirrorFS.MetaServer.Tests.Engine;
 public sealed class GoldenTests
 {
     private const long T0 = 1_700_000_000_123_456_789;
-
-    private static string GoldenDir([CallerFilePath] string source = "") =>
-        Path.Combine(Path.GetDirectoryName(Path.GetDirectoryName(source)!)!, "Golden");
 
     private static readonly Credentials Alice = User(1000, 1000, 50, 60);
 
@@ -144,61 +140,13 @@ public sealed class GoldenTests
         name is not ("close_session" or "expire_sessions" or "confirm_deletes" or "compact_chunk")
         && !QuotaAndTrashCommands().Any(c => c.Name == name);
 
-    private static Dictionary<string, string> ReadGolden(string file)
-    {
-        var path = Path.Combine(GoldenDir(), file);
-        var map = new Dictionary<string, string>();
-        if (!File.Exists(path))
-        {
-            return map;
-        }
-        foreach (var line in File.ReadAllLines(path))
-        {
-            if (line.Length == 0 || line.StartsWith('#'))
-            {
-                continue;
-            }
-            var space = line.IndexOf(' ', StringComparison.Ordinal);
-            map.Add(line[..space], line[(space + 1)..]);
-        }
-        return map;
-    }
-
-    /// <summary>Compares each actual value with its golden; appends missing ones only when asked to.</summary>
-    private static void Verify(string file, IEnumerable<(string Name, string Hex)> actual)
-    {
-        var golden = ReadGolden(file);
-        var missing = new List<string>();
-        foreach (var (name, hex) in actual)
-        {
-            if (golden.TryGetValue(name, out var expected))
-            {
-                Assert.True(expected == hex, $"golden {file}:{name} changed; encodings are frozen (goldens may only grow).\nexpected {expected}\nactual   {hex}");
-            }
-            else
-            {
-                missing.Add($"{name} {hex}");
-            }
-        }
-        if (missing.Count == 0)
-        {
-            return;
-        }
-        if (Environment.GetEnvironmentVariable("MIRRORFS_UPDATE_GOLDEN") == "1")
-        {
-            File.AppendAllLines(Path.Combine(GoldenDir(), file), missing);
-            return;
-        }
-        Assert.Fail($"golden {file} lacks {string.Join(", ", missing.Select(m => m.Split(' ')[0]))}; run once with MIRRORFS_UPDATE_GOLDEN=1 to append them");
-    }
-
     [Fact]
     public void Command_encodings_are_frozen()
     {
         var cmds = Commands().ToList();
-        Verify("meta-commands.txt", cmds.Select(x => (x.Name, Convert.ToHexString(x.Cmd.ToByteArray()))));
+        GoldenFile.Verify("meta-commands.txt", cmds.Select(x => (x.Name, Convert.ToHexString(x.Cmd.ToByteArray()))));
         // And the frozen bytes still decode to the same records.
-        var golden = ReadGolden("meta-commands.txt");
+        var golden = GoldenFile.Read("meta-commands.txt");
         foreach (var (name, cmd) in cmds)
         {
             Assert.Equal(cmd, Command.Parser.ParseFrom(Convert.FromHexString(golden[name])));
@@ -299,11 +247,11 @@ public sealed class GoldenTests
         using var sm = BuildV2State(out var replies);
         Assert.All(replies, r => Assert.Equal(0, HeartbeatReply.Parser.ParseFrom(r.Reply).Errno));
         Assert.True(CompactChunkReply.Parser.ParseFrom(replies[^1].Reply).Compacted);
-        Verify("meta-snapshot.txt", [("replies_v2_extra", string.Join(":", replies.Select(r => Convert.ToHexString(r.Reply))))]);
+        GoldenFile.Verify("meta-snapshot.txt", [("replies_v2_extra", string.Join(":", replies.Select(r => Convert.ToHexString(r.Reply))))]);
 
         // The frozen v2 snapshot restores to the state the same commands build today (v2 kept no directory for a
         // regular file's name: restore rebuilds it), so it re-encodes as today's bytes of that state.
-        var golden = Convert.FromHexString(ReadGolden("meta-snapshot.txt")["snapshot_v2_fixed_state"]);
+        var golden = Convert.FromHexString(GoldenFile.Read("meta-snapshot.txt")["snapshot_v2_fixed_state"]);
         using var restored = new MetaStateMachine();
         restored.RestoreSnapshot(new MemoryStream(golden));
         Assert.Equal(SnapshotHex(sm), SnapshotHex(restored));
@@ -317,7 +265,7 @@ public sealed class GoldenTests
         using var v2State = BuildV2State(out _);
         using var sm = BuildV3State(out var replies);
         Assert.All(replies, r => Assert.Equal(0, HeartbeatReply.Parser.ParseFrom(r.Reply).Errno));
-        Verify("meta-snapshot.txt",
+        GoldenFile.Verify("meta-snapshot.txt",
         [
             ("snapshot_v3_v2_state", SnapshotHex(v2State)),
             ("snapshot_v3_quota_trash", SnapshotHex(sm)),
@@ -325,7 +273,7 @@ public sealed class GoldenTests
         ]);
 
         // The frozen v3 snapshots restore to states that re-encode identically.
-        var golden = ReadGolden("meta-snapshot.txt");
+        var golden = GoldenFile.Read("meta-snapshot.txt");
         foreach (var name in new[] { "snapshot_v3_v2_state", "snapshot_v3_quota_trash" })
         {
             using var restored = new MetaStateMachine();
@@ -344,7 +292,7 @@ public sealed class GoldenTests
     {
         using var sm = BuildFixedState(out var replies);
         // The v1 golden pins the state and replies this build makes: nothing but the snapshot layout changed.
-        var golden = ReadGolden("meta-snapshot.txt");
+        var golden = GoldenFile.Read("meta-snapshot.txt");
         Assert.Equal(golden["replies_fixed_state"], string.Join(":", replies.Select(r => Convert.ToHexString(r.Reply))));
         var v1 = Convert.FromHexString(golden["snapshot_v1_fixed_state"]);
         using var restored = new MetaStateMachine();

@@ -2,10 +2,10 @@
 //
 // GOLDENS MAY ONLY GROW (see GoldenTests): never edit a line of Golden/mirror.txt; add new cases and run once with
 // MIRRORFS_UPDATE_GOLDEN=1 to append them.
-using System.Runtime.CompilerServices;
 using Google.Protobuf;
 using MirrorFS.Core.Meta;
 using MirrorFS.MetaServer.Engine;
+using MirrorFS.MetaServer.Tests.Engine;
 
 namespace MirrorFS.MetaServer.Tests.Mirror;
 
@@ -13,9 +13,6 @@ public sealed class MirrorGoldenTests
 {
     private const long T0 = 1_700_000_000_123_456_789;
     private const string File = "mirror.txt";
-
-    private static string GoldenPath([CallerFilePath] string source = "") =>
-        Path.Combine(Path.GetDirectoryName(Path.GetDirectoryName(source)!)!, "Golden", File);
 
     internal static IEnumerable<(string Name, Command Cmd)> Commands()
     {
@@ -124,9 +121,9 @@ public sealed class MirrorGoldenTests
         var actual = Commands().Select(c => (c.Name, Convert.ToHexString(c.Cmd.ToByteArray()))).ToList();
         actual.Add(("snapshot_v3_primary_with_mirror", Hex(s => primary.WriteSnapshot(s))));
         actual.Add(("snapshot_v3_mirror", Hex(s => mirror.WriteSnapshot(s))));
-        Verify(actual);
+        GoldenFile.Verify(File, actual);
 
-        var golden = Read();
+        var golden = GoldenFile.Read(File);
         foreach (var (name, cmd) in Commands())
         {
             Assert.Equal(cmd, Command.Parser.ParseFrom(Convert.FromHexString(golden[name])));
@@ -144,54 +141,5 @@ public sealed class MirrorGoldenTests
         Assert.Equal(MirrorRole.Mirror, mirror.Role);
         Assert.NotEqual(primary.AppliedIndex, mirror.AppliedIndex);
         Assert.Equal(primary.LogicalIndex, mirror.LogicalIndex);
-    }
-
-    private static Dictionary<string, string> Read()
-    {
-        var map = new Dictionary<string, string>();
-        if (!System.IO.File.Exists(GoldenPath()))
-        {
-            return map;
-        }
-        foreach (var line in System.IO.File.ReadAllLines(GoldenPath()))
-        {
-            if (line.Length > 0 && !line.StartsWith('#'))
-            {
-                var space = line.IndexOf(' ', StringComparison.Ordinal);
-                map.Add(line[..space], line[(space + 1)..]);
-            }
-        }
-        return map;
-    }
-
-    private static void Verify(List<(string Name, string Hex)> actual)
-    {
-        var golden = Read();
-        var missing = new List<string>();
-        foreach (var (name, hex) in actual)
-        {
-            if (golden.TryGetValue(name, out var expected))
-            {
-                Assert.True(expected == hex, $"golden {File}:{name} changed; encodings are frozen (goldens may only grow).\nexpected {expected}\nactual   {hex}");
-            }
-            else
-            {
-                missing.Add($"{name} {hex}");
-            }
-        }
-        if (missing.Count == 0)
-        {
-            return;
-        }
-        if (Environment.GetEnvironmentVariable("MIRRORFS_UPDATE_GOLDEN") == "1")
-        {
-            if (!System.IO.File.Exists(GoldenPath()))
-            {
-                System.IO.File.WriteAllText(GoldenPath(), "# Frozen mirror command encodings and snapshot format v3. GOLDENS MAY ONLY GROW: never edit or delete a line.\n");
-            }
-            System.IO.File.AppendAllLines(GoldenPath(), missing);
-            return;
-        }
-        Assert.Fail($"golden {File} lacks {string.Join(", ", missing.Select(m => m.Split(' ')[0]))}; run once with MIRRORFS_UPDATE_GOLDEN=1 to append them");
     }
 }
