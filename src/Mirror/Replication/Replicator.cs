@@ -479,22 +479,9 @@ public sealed class Replicator
 
     private async Task CheckpointLoopAsync(CancellationToken ct)
     {
-        // The first save is at once, so `status` finds a status file as soon as the replicator runs.
-        var first = true;
+        // Save first, then wait: `status` finds a status file as soon as the replicator runs.
         while (!ct.IsCancellationRequested)
         {
-            try
-            {
-                if (!first)
-                {
-                    await Task.Delay(TimeSpan.FromMilliseconds(_options.CheckpointEveryMs), _time, ct).ConfigureAwait(false);
-                }
-                first = false;
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
             try
             {
                 SaveCheckpoint();
@@ -503,6 +490,14 @@ public sealed class Replicator
             {
                 Stats.NoteError($"cannot save the checkpoint in {_options.StateDirectory}: {e.Message}");
                 _log.LogError("cannot save the checkpoint in {Dir}: {Message}; will try again", _options.StateDirectory, e.Message);
+            }
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(_options.CheckpointEveryMs), _time, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
             }
         }
     }

@@ -1,6 +1,4 @@
 // A Raft cluster of in-process metaserver hosts (real RPC transport on loopback), optionally in mirror mode.
-using System.Net;
-using System.Net.Sockets;
 using MirrorFS.Core.Meta;
 using MirrorFS.MetaServer.Engine;
 using MirrorFS.MetaServer.Hosting;
@@ -40,7 +38,7 @@ internal sealed class RaftMetaCluster : IAsyncDisposable
     {
         for (var attempt = 1; ; attempt++)
         {
-            var peers = Enumerable.Range(1, size).ToDictionary(i => (ulong)i, _ => $"127.0.0.1:{FreePort()}");
+            var peers = Enumerable.Range(1, size).ToDictionary(i => (ulong)i, _ => $"127.0.0.1:{Cluster.ClusterHarness.FreePort()}");
             var c = new RaftMetaCluster(peers, mirror, snapshotEvery);
             try
             {
@@ -55,13 +53,6 @@ internal sealed class RaftMetaCluster : IAsyncDisposable
                 await c.DisposeAsync(); // a port was taken between picking and binding: pick again
             }
         }
-    }
-
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 
     public IReadOnlyList<string> Addresses => [.. _peers.Values];
