@@ -77,14 +77,22 @@ bucket_uri() {
 swift_bucket() {
   local port=$1 name=$2
   "$PY" - "$port" "$name" <<'EOF'
-import sys, urllib.request
+import sys, time, urllib.error, urllib.request
 port, name = sys.argv[1], sys.argv[2]
 req = urllib.request.Request("http://127.0.0.1:%s/auth/v1.0" % port, headers={"X-Auth-User": "test:tester", "X-Auth-Key": "testing"})
 with urllib.request.urlopen(req, timeout=10) as r:
     url, token = r.headers["X-Storage-Url"], r.headers["X-Auth-Token"]
-req = urllib.request.Request("%s/%s" % (url, name), method="PUT", headers={"X-Auth-Token": token})
-with urllib.request.urlopen(req, timeout=10) as r:
-    sys.exit(0 if r.status in (201, 202) else 1)
+# A 503 means a backend server is still starting: Swift's proxy answers it for a refused connection. Retry a few times.
+for attempt in range(20):
+    req = urllib.request.Request("%s/%s" % (url, name), method="PUT", headers={"X-Auth-Token": token})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            sys.exit(0 if r.status in (201, 202) else 1)
+    except urllib.error.HTTPError as e:
+        if e.code != 503 or attempt == 19:
+            raise
+        print("bucket %s: 503 from Swift, retrying" % name, file=sys.stderr)
+        time.sleep(0.5)
 EOF
 }
 

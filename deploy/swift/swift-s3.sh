@@ -259,13 +259,17 @@ pid_alive() {
 }
 
 # Waits in one python process (spawning one per poll would slow the start it waits for) until the healthcheck
-# answers and an S3 ListBuckets signed as test:tester succeeds, i.e. s3api, tempauth and the account server work.
+# answers, every backend server (account, container, object) accepts connections on its port, and an S3 ListBuckets
+# signed as test:tester succeeds, i.e. s3api, tempauth and the account server work. A ListBuckets alone is not enough:
+# the container server may still be starting, and the first bucket PUT then gets a 503.
 # Exit 0: ready; 1: timeout; 2: a server died (its name is printed).
 wait_ready() {
   "$PY" - "$@" <<'EOF'
 import datetime, hashlib, hmac, os, sys, time, urllib.request
+import socket
 dir_, port, timeout_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
-names = sys.argv[4:]
+backend_ports = [int(p) for p in sys.argv[4].split(",")]
+names = sys.argv[5:]
 url = "http://127.0.0.1:%s" % port
 host = "127.0.0.1:%s" % port
 
@@ -276,6 +280,14 @@ def alive(name):
         return True
     except (OSError, ValueError):
         return False
+
+def backends_listening():
+    for p in backend_ports:
+        try:
+            socket.create_connection(("127.0.0.1", p), timeout=1).close()
+        except OSError:
+            return False
+    return True
 
 def list_buckets_ok():
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -305,7 +317,7 @@ while time.monotonic() < deadline:
             sys.exit(2)
     try:
         with urllib.request.urlopen(url + "/healthcheck", timeout=2) as r:
-            if r.status == 200 and list_buckets_ok():
+            if r.status == 200 and backends_listening() and list_buckets_ok():
                 sys.exit(0)
     except Exception:
         pass
@@ -396,7 +408,7 @@ EOF
   done
 
   local rc=0 dead
-  dead=$(wait_ready "$dir" "$port" "$READY_TIMEOUT_S" "${SERVERS[@]}") || rc=$?
+  dead=$(wait_ready "$dir" "$port" "$READY_TIMEOUT_S" "$account_port,$container_port,$object_port" "${SERVERS[@]}") || rc=$?
   if ((rc == 0)); then
     echo "Swift S3 ready: endpoint http://127.0.0.1:$port region us-east-1 access key test:tester secret testing (dir $dir)"
     return 0
