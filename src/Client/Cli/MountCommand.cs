@@ -32,6 +32,11 @@ public static class MountCommand
         var prefetch = new Option<int>("--prefetch") { Description = "Blocks read ahead on sequential reads", DefaultValueFactory = _ => 8 };
         var attrCache = new Option<double>("--attr-cache") { Description = "Seconds the kernel caches attributes", DefaultValueFactory = _ => 1.0 };
         var entryCache = new Option<double>("--entry-cache") { Description = "Seconds the kernel caches name lookups", DefaultValueFactory = _ => 1.0 };
+        var noDirCache = new Option<bool>("--no-dir-cache")
+        {
+            Description = "Ask the metaserver for every lookup (by default, lookups of several names in one directory within a second "
+                + "read its listing, which then answers for --entry-cache seconds)",
+        };
         var readOnly = new Option<bool>("--read-only") { Description = "Mount read-only" };
         var uploadLimit = new Option<string?>("--upload-limit") { Description = "Upload bandwidth, e.g. 100M per second (0 = unlimited); overrides the volume's (mirrorfs config)" };
         var downloadLimit = new Option<string?>("--download-limit") { Description = "Download bandwidth, e.g. 100M per second (0 = unlimited); overrides the volume's" };
@@ -68,7 +73,7 @@ public static class MountCommand
         var cmd = new Command("mount", "Mount a volume (-o a,b=c is read as --a --b c, as /etc/fstab and mount.mirrorfs pass options)")
         {
             metaUrl, mountPoint, background, logFile, cacheDir, cacheSize, memCache, bufferSize, maxUploads, prefetch,
-            attrCache, entryCache, readOnly, uploadLimit, downloadLimit, metaOpsLimit, deleteInterval, compactSlices, compactDelay,
+            attrCache, entryCache, noDirCache, readOnly, uploadLimit, downloadLimit, metaOpsLimit, deleteInterval, compactSlices, compactDelay,
             tokenFile, backupMeta, backupSkipAbove, backupKeep, primaryTokenFile, metrics, showInternal, fuseOptions,
         };
         cmd.SetAction(CliApp.Guard(ctx, "mount", async (parse, ct) =>
@@ -80,6 +85,7 @@ public static class MountCommand
             {
                 AttrTimeoutSec = NonNegative(parse.GetValue(attrCache), "--attr-cache"),
                 EntryTimeoutSec = NonNegative(parse.GetValue(entryCache), "--entry-cache"),
+                DirCache = !parse.GetValue(noDirCache),
                 UploadConcurrencyMax = Positive(parse.GetValue(maxUploads), "--max-uploads"),
                 PrefetchBlocks = Math.Max(0, parse.GetValue(prefetch)),
                 BufferBytesMax = Sizes.Parse(parse.GetValue(bufferSize)!, "--buffer-size"),

@@ -35,12 +35,13 @@ public sealed record VfsSetAttr
 /// resolve chunk slice lists (cached until the inode's length or mtime changes, or the file is opened again:
 /// close-to-open) and fetch blocks through memory and disk caches.
 /// </summary>
-public sealed class MirrorVfs : IAsyncDisposable
+public sealed partial class MirrorVfs : IAsyncDisposable
 {
     private readonly MetaSession _session;
     private readonly BlockStore _blocks;
     private readonly SliceIdPool _ids;
     private readonly NoCapabilityCache _noCapability;
+    private readonly DirEntryCache? _dirCache;
     private readonly ByteBudget _budget;
     private readonly VfsOptions _options;
     private readonly ILogger _log;
@@ -67,6 +68,7 @@ public sealed class MirrorVfs : IAsyncDisposable
         _blocks = new BlockStore(store, volume.Name, blockSize, _options, log, _settings.Upload, _settings.Download);
         _ids = new SliceIdPool(session, _options.SliceIdBatch);
         _noCapability = new NoCapabilityCache(_options.AttrTimeoutSec);
+        _dirCache = NewDirCache(_options);
         _budget = new ByteBudget(_options.BufferBytesMax);
         if (_options.DeleteIntervalMs > 0)
         {
@@ -237,6 +239,7 @@ public sealed class MirrorVfs : IAsyncDisposable
                 (chunk, attr) =>
                 {
                     st.SetAttr(attr);
+                    AttrChanged(st.Inode);
                     _compactor?.Touched(st.Inode, chunk);
                 }, FreezeAllWriters, _log);
         }
@@ -316,6 +319,10 @@ public sealed class MirrorVfs : IAsyncDisposable
 
     public Task<VfsResult<VfsEntry>> LookupAsync(VfsContext ctx, ulong parent, byte[] name) => Guard("lookup", parent, async () =>
     {
+        if (_dirCache is { } cache && await LookupCachedAsync(cache, ctx, parent, name) is { } cached)
+        {
+            return VfsResult<VfsEntry>.Success(cached);
+        }
         var r = await Read(new LookupRequest { Cred = ctx.ToCred(), Parent = parent, Name = Bytes(name) }, static (m, q, c) => m.LookupAsync(q, c));
         return r.Errno != 0 ? VfsResult<VfsEntry>.Fail(r.Errno) : VfsResult<VfsEntry>.Success(Entry(WithDirty(r.Attr, Known(r.Attr.Inode))));
     });
@@ -368,6 +375,7 @@ public sealed class MirrorVfs : IAsyncDisposable
             }
             var t = await Mutate(new TruncateRequest { Cred = ctx.ToCred(), Inode = inode, Size = set.Size }, static (m, q, c) => m.TruncateAsync(q, c));
             st.DropChunks();
+            AttrChanged(inode);
             if (t.Errno != 0)
             {
                 return VfsResult<VfsAttr>.Fail(t.Errno);
@@ -390,6 +398,7 @@ public sealed class MirrorVfs : IAsyncDisposable
                 MtimeNs = set.MtimeNs,
                 CtimeNs = set.CtimeNs,
             }, static (m, q, c) => m.SetAttrAsync(q, c));
+            AttrChanged(inode);
             if (r.Errno != 0)
             {
                 return VfsResult<VfsAttr>.Fail(r.Errno);
@@ -411,6 +420,7 @@ public sealed class MirrorVfs : IAsyncDisposable
         {
             var r = await Mutate(new MknodRequest { Cred = ctx.ToCred(), Parent = parent, Name = Bytes(name), Mode = mode, Umask = umask, Rdev = rdev },
                 static (m, q, c) => m.MknodAsync(q, c));
+            DirChanged(parent);
             return r.Errno != 0 ? VfsResult<VfsEntry>.Fail(r.Errno) : VfsResult<VfsEntry>.Success(Entry(r.Attr));
         });
 
@@ -419,14 +429,23 @@ public sealed class MirrorVfs : IAsyncDisposable
         {
             var r = await Mutate(new MkdirRequest { Cred = ctx.ToCred(), Parent = parent, Name = Bytes(name), Mode = mode, Umask = umask },
                 static (m, q, c) => m.MkdirAsync(q, c));
+            DirChanged(parent);
             return r.Errno != 0 ? VfsResult<VfsEntry>.Fail(r.Errno) : VfsResult<VfsEntry>.Success(Entry(r.Attr));
         });
 
     public Task<int> UnlinkAsync(VfsContext ctx, ulong parent, byte[] name) => Guard("unlink", parent, async () =>
-        (await Mutate(new UnlinkRequest { Cred = ctx.ToCred(), Parent = parent, Name = Bytes(name) }, static (m, q, c) => m.UnlinkAsync(q, c))).Errno);
+    {
+        var r = await Mutate(new UnlinkRequest { Cred = ctx.ToCred(), Parent = parent, Name = Bytes(name) }, static (m, q, c) => m.UnlinkAsync(q, c));
+        DirChanged(parent);
+        return r.Errno;
+    });
 
     public Task<int> RmdirAsync(VfsContext ctx, ulong parent, byte[] name) => Guard("rmdir", parent, async () =>
-        (await Mutate(new RmdirRequest { Cred = ctx.ToCred(), Parent = parent, Name = Bytes(name) }, static (m, q, c) => m.RmdirAsync(q, c))).Errno);
+    {
+        var r = await Mutate(new RmdirRequest { Cred = ctx.ToCred(), Parent = parent, Name = Bytes(name) }, static (m, q, c) => m.RmdirAsync(q, c));
+        DirChanged(parent);
+        return r.Errno;
+    });
 
     /// <summary>symlink(target, parent, name).</summary>
     public Task<VfsResult<VfsEntry>> SymlinkAsync(VfsContext ctx, ulong parent, byte[] name, byte[] target) =>
@@ -434,13 +453,15 @@ public sealed class MirrorVfs : IAsyncDisposable
         {
             var r = await Mutate(new SymlinkRequest { Cred = ctx.ToCred(), Parent = parent, Name = Bytes(name), Target = Bytes(target) },
                 static (m, q, c) => m.SymlinkAsync(q, c));
+            DirChanged(parent);
             return r.Errno != 0 ? VfsResult<VfsEntry>.Fail(r.Errno) : VfsResult<VfsEntry>.Success(Entry(r.Attr));
         });
 
     /// <summary>rename with renameat2 flags (<see cref="RenameFlag"/>).</summary>
     public Task<int> RenameAsync(VfsContext ctx, ulong parent, byte[] name, ulong newParent, byte[] newName, uint flags) =>
         Guard("rename", parent, async () =>
-            (await Mutate(new RenameRequest
+        {
+            var r = await Mutate(new RenameRequest
             {
                 Cred = ctx.ToCred(),
                 Parent = parent,
@@ -448,13 +469,21 @@ public sealed class MirrorVfs : IAsyncDisposable
                 NewParent = newParent,
                 NewName = Bytes(newName),
                 Flags = flags,
-            }, static (m, q, c) => m.RenameAsync(q, c))).Errno);
+            }, static (m, q, c) => m.RenameAsync(q, c));
+            // The moved inode (and a replaced one) had a name only here, or has several and is never answered from a
+            // listing: dropping both directories covers them.
+            DirChanged(parent);
+            DirChanged(newParent);
+            return r.Errno;
+        });
 
     public Task<VfsResult<VfsEntry>> LinkAsync(VfsContext ctx, ulong inode, ulong newParent, byte[] newName) =>
         Guard("link", inode, async () =>
         {
             var r = await Mutate(new LinkRequest { Cred = ctx.ToCred(), Inode = inode, NewParent = newParent, NewName = Bytes(newName) },
                 static (m, q, c) => m.LinkAsync(q, c));
+            DirChanged(newParent);
+            AttrChanged(inode);
             return r.Errno != 0 ? VfsResult<VfsEntry>.Fail(r.Errno) : VfsResult<VfsEntry>.Success(Entry(WithDirty(r.Attr, Known(inode))));
         });
 
@@ -476,6 +505,10 @@ public sealed class MirrorVfs : IAsyncDisposable
             }
         }
         var r = await Mutate(new OpenRequest { Cred = ctx.ToCred(), Inode = inode, Flags = flags }, static (m, q, c) => m.OpenAsync(q, c));
+        if ((flags & OpenFlags.Truncate) != 0)
+        {
+            AttrChanged(inode);
+        }
         if (r.Errno != 0)
         {
             return VfsResult<VfsOpen>.Fail(r.Errno);
@@ -501,6 +534,7 @@ public sealed class MirrorVfs : IAsyncDisposable
         {
             var r = await Mutate(new CreateRequest { Cred = ctx.ToCred(), Parent = parent, Name = Bytes(name), Mode = mode, Umask = umask, Flags = flags },
                 static (m, q, c) => m.CreateAsync(q, c));
+            DirChanged(parent);
             if (r.Errno != 0)
             {
                 return VfsResult<VfsCreate>.Fail(r.Errno);
@@ -662,7 +696,17 @@ public sealed class MirrorVfs : IAsyncDisposable
             return err != 0 ? VfsResult<int>.Fail(err) : VfsResult<int>.Success(data.Length);
         });
 
-    private async Task<int> FlushInode(InodeState st) => st.Writer is { } w ? await w.FlushAsync() : 0;
+    private async Task<int> FlushInode(InodeState st)
+    {
+        if (st.Writer is not { } w)
+        {
+            return 0;
+        }
+        var err = await w.FlushAsync();
+        // Commits mark the inode as they land; a commit whose reply was lost may still have changed it.
+        AttrChanged(st.Inode);
+        return err;
+    }
 
     /// <summary>flush (on every close of a descriptor): commits buffered writes, reports their errors.</summary>
     public Task<int> FlushAsync(VfsContext ctx, ulong inode, ulong fh) => Guard("flush", inode, async () =>
@@ -716,6 +760,7 @@ public sealed class MirrorVfs : IAsyncDisposable
             var r = await Mutate(new FallocateRequest { Cred = ctx.ToCred(), Inode = inode, Mode = mode, Offset = (ulong)offset, Length = (ulong)length },
                 static (m, q, c) => m.FallocateAsync(q, c));
             h.State.DropChunks();
+            AttrChanged(inode);
             if (r.Errno == 0)
             {
                 h.State.SetAttr(r.Attr);
@@ -793,8 +838,10 @@ public sealed class MirrorVfs : IAsyncDisposable
     public Task<int> SetXattrAsync(VfsContext ctx, ulong inode, byte[] name, byte[] value, uint flags) => Guard("setxattr", inode, async () =>
     {
         _noCapability.Forget(inode);
-        return (await Mutate(new SetXattrRequest { Cred = ctx.ToCred(), Inode = inode, Name = Bytes(name), Value = Bytes(value), Flags = flags },
-            static (m, q, c) => m.SetXattrAsync(q, c))).Errno;
+        var r = await Mutate(new SetXattrRequest { Cred = ctx.ToCred(), Inode = inode, Name = Bytes(name), Value = Bytes(value), Flags = flags },
+            static (m, q, c) => m.SetXattrAsync(q, c));
+        AttrChanged(inode); // ctime
+        return r.Errno;
     });
 
     /// <summary>The names; listxattr's NUL-separated buffer is the adapter's to build.</summary>
@@ -809,7 +856,9 @@ public sealed class MirrorVfs : IAsyncDisposable
     public Task<int> RemoveXattrAsync(VfsContext ctx, ulong inode, byte[] name) => Guard("removexattr", inode, async () =>
     {
         _noCapability.Forget(inode);
-        return (await Mutate(new RemoveXattrRequest { Cred = ctx.ToCred(), Inode = inode, Name = Bytes(name) }, static (m, q, c) => m.RemoveXattrAsync(q, c))).Errno;
+        var r = await Mutate(new RemoveXattrRequest { Cred = ctx.ToCred(), Inode = inode, Name = Bytes(name) }, static (m, q, c) => m.RemoveXattrAsync(q, c));
+        AttrChanged(inode); // ctime
+        return r.Errno;
     });
 
     /// <summary>Commits every buffered write of every file; returns the first error.</summary>

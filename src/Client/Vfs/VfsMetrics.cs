@@ -1,4 +1,5 @@
-// Counters the VFS data path updates: block reads served by the memory cache, the disk cache, or object storage.
+// Counters the VFS updates: block reads served by the memory cache, the disk cache, or object storage; lookups served
+// from cached directory listings.
 using MirrorFS.Core.Metrics;
 
 namespace MirrorFS.Client.Vfs;
@@ -14,6 +15,10 @@ public sealed class VfsMetrics
         DiskHits = hits.WithLabels("disk");
         Misses = registry.Counter("mirrorfs_blockcache_misses_total",
             "Block reads no cache could serve (fetched from object storage).");
+        DirCacheHits = registry.Counter("mirrorfs_dircache_hits_total",
+            "Lookups answered from a cached directory listing (no metadata call).");
+        DirCacheListings = registry.Counter("mirrorfs_dircache_listings_total",
+            "Directory listings read and kept to answer lookups.");
     }
 
     public Counter MemoryHits { get; }
@@ -21,4 +26,8 @@ public sealed class VfsMetrics
     public Counter DiskHits { get; }
 
     public Counter Misses { get; }
+
+    public Counter DirCacheHits { get; }
+
+    public Counter DirCacheListings { get; }
 }

@@ -11,6 +11,10 @@ public sealed record VfsOptions
     /// <summary>How long the kernel may cache attributes.</summary>
     public double AttrTimeoutSec { get; init; } = 1.0;
 
+    /// <summary>Answer lookups from a directory's listing, read once lookups of several names in it come in a burst
+    /// (kept for <see cref="EntryTimeoutSec"/>; names it lacks still go to the metaserver).</summary>
+    public bool DirCache { get; init; } = true;
+
     /// <summary>Block uploads in flight across all files.</summary>
     public int UploadConcurrencyMax { get; init; } = 16;
 

@@ -1,0 +1,112 @@
+// MirrorVfs's use of the directory entry cache: lookups answered from a listing, listings read after a burst of
+// misses, and the invalidation hooks the namespace and attribute operations call after they change something.
+using Microsoft.Extensions.Logging;
+using MirrorFS.Core.Meta;
+
+namespace MirrorFS.Client.Vfs;
+
+public sealed partial class MirrorVfs
+{
+    /// <summary>Lookups answered from a cached listing, listings kept, and directories cached now (tests read these).</summary>
+    internal DirEntryCache? DirCache => _dirCache;
+
+    private static DirEntryCache? NewDirCache(VfsOptions o) =>
+        o.DirCache && o.EntryTimeoutSec > 0 ? new DirEntryCache(o.EntryTimeoutSec, o.AttrTimeoutSec) : null;
+
+    /// <summary>The entry from a cached listing, after reading the listing if this miss completes a burst; null when
+    /// the metaserver has to be asked (as it always was).</summary>
+    private async Task<VfsEntry?> LookupCachedAsync(DirEntryCache cache, VfsContext ctx, ulong parent, byte[] name)
+    {
+        if (Answer(cache, parent, name) is { } hit)
+        {
+            return hit;
+        }
+        if (cache.NoteMiss(parent, name) is not { } ticket)
+        {
+            return null;
+        }
+        try
+        {
+            await FillAsync(cache, ticket, ctx);
+        }
+        catch (Exception e)
+        {
+            // The lookup itself must not fail because the listing could not be read: the metaserver answers it.
+            _log.LogDebug("reading the listing of directory {Dir} for the entry cache failed: {Error}", parent, e.Message);
+            return null;
+        }
+        return Answer(cache, parent, name);
+    }
+
+    private VfsEntry? Answer(DirEntryCache cache, ulong parent, byte[] name)
+    {
+        if (cache.TryGet(parent, name) is not { } hit)
+        {
+            return null;
+        }
+        // An inode this client tracks (open, being written, recently changed here) has attributes newer than any
+        // listing may hold, and noting a listing's attributes into its state could take them back: ask the
+        // metaserver, as before. For the others the server path's merge (WithDirty, NoteAttr) has nothing to do.
+        if (Known(hit.Attr.Inode) is not null)
+        {
+            return null;
+        }
+        _options.Metrics?.DirCacheHits.Inc();
+        return new VfsEntry(hit.Attr, hit.EntryTimeoutSec, hit.AttrTimeoutSec);
+    }
+
+    /// <summary>Reads the directory's whole listing with attributes, page by page, up to the cache's per-directory
+    /// cap; anything else (an error, an exception, too many entries) leaves nothing cached.</summary>
+    private async Task FillAsync(DirEntryCache cache, DirEntryCache.FillTicket ticket, VfsContext ctx)
+    {
+        var done = false;
+        try
+        {
+            var entries = new List<(byte[] Name, Attr Attr)>();
+            ulong offset = 0;
+            while (true)
+            {
+                var r = await Read(new ReadDirRequest { Cred = ctx.ToCred(), Inode = ticket.Dir, Offset = offset, Limit = _options.ReadDirPageEntries },
+                    static (m, q, c) => m.ReadDirAsync(q, c));
+                if (r.Errno != 0 || (r.Entries.Count == 0 && !r.Eof))
+                {
+                    return;
+                }
+                foreach (var e in r.Entries)
+                {
+                    entries.Add((e.Name.ToByteArray(), e.Attr));
+                }
+                // "." and ".." are in the count: the cap is on the rest.
+                if (entries.Count > cache.EntriesPerDirLimit + 2)
+                {
+                    cache.AbandonTooLarge(ticket);
+                    done = true;
+                    return;
+                }
+                if (r.Eof)
+                {
+                    break;
+                }
+                offset = r.Entries[^1].Offset;
+            }
+            done = true;
+            if (cache.Complete(ticket, entries))
+            {
+                _options.Metrics?.DirCacheListings.Inc();
+            }
+        }
+        finally
+        {
+            if (!done)
+            {
+                cache.Abandon(ticket);
+            }
+        }
+    }
+
+    /// <summary>This client changed the entries of <paramref name="dir"/> (and so its mtime and maybe nlink).</summary>
+    private void DirChanged(ulong dir) => _dirCache?.InvalidateDir(dir);
+
+    /// <summary>This client changed the attributes of <paramref name="inode"/>.</summary>
+    private void AttrChanged(ulong inode) => _dirCache?.InvalidateChild(inode);
+}
