@@ -6,17 +6,19 @@ namespace MirrorFS.Client.Vfs;
 
 /// <summary>
 /// Positive lookups from cached directory listings. A directory's listing is read (by the caller, see
-/// <see cref="NoteMiss"/>) once lookups of <see cref="MissesToList"/> distinct names in it miss within
-/// <see cref="MissWindowMs"/>; it answers for the mount's entry-cache period, counted from before it was read, and the
-/// answers carry only what is left of the entry and attribute periods, so nothing is believed longer than a Lookup
-/// made when the listing was read would be. Names absent from a listing are never answered here (negative answers would
-/// hide other clients' creates). This client's own changes drop what they touch: <see cref="InvalidateDir"/> for a
-/// directory whose entries changed, <see cref="InvalidateChild"/> for an inode whose attributes changed.
-/// Thread-safe; one lock, held only for dictionary work.
+/// <see cref="NoteFound"/>) once the metaserver found <see cref="MissesToList"/> distinct names in it within
+/// <see cref="MissWindowMs"/> (names it did not find do not count: a listing never answers for them). The listing
+/// answers for the mount's entry-cache period, counted from before it was read, and the answers carry only what is
+/// left of the entry and attribute periods, so nothing is believed longer than a Lookup made when the listing was read
+/// would be. Names absent from a listing are never answered here (negative answers would hide other clients' creates).
+/// This client's own changes drop what they touch: <see cref="InvalidateDir"/> for a directory whose entries changed,
+/// <see cref="InvalidateChild"/> for an inode whose attributes changed. Thread-safe; one lock, held only for
+/// dictionary work.
 /// </summary>
 internal sealed class DirEntryCache
 {
-    /// <summary>Distinct names missed in one directory, within <see cref="MissWindowMs"/>, that make it worth listing.</summary>
+    /// <summary>Distinct names of one directory looked up on the metaserver (and found) within <see cref="MissWindowMs"/>
+    /// that make it worth listing.</summary>
     public const int MissesToList = 3;
 
     public const int MissWindowMs = 1_000;
@@ -191,9 +193,9 @@ internal sealed class DirEntryCache
         }
     }
 
-    /// <summary>Counts a lookup the cache could not answer; returns a ticket when the caller should now read the
-    /// directory's listing (and then call <see cref="Complete"/> or <see cref="Abandon"/> with it).</summary>
-    public FillTicket? NoteMiss(ulong dir, byte[] name)
+    /// <summary>Counts a name the cache could not answer and the metaserver found; returns a ticket when the caller
+    /// should now read the directory's listing (and then call <see cref="Complete"/> or <see cref="Abandon"/> with it).</summary>
+    public FillTicket? NoteFound(ulong dir, byte[] name)
     {
         if (_entryTtlMs <= 0 || IsDot(name))
         {

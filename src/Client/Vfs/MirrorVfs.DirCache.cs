@@ -1,5 +1,5 @@
 // MirrorVfs's use of the directory entry cache: lookups answered from a listing, listings read after a burst of
-// misses, and the invalidation hooks the namespace and attribute operations call after they change something.
+// names the metaserver found, and the hooks the namespace and attribute operations call after changing something.
 using Microsoft.Extensions.Logging;
 using MirrorFS.Core.Meta;
 
@@ -13,17 +13,15 @@ public sealed partial class MirrorVfs
     private static DirEntryCache? NewDirCache(VfsOptions o) =>
         o.DirCache && o.EntryTimeoutSec > 0 ? new DirEntryCache(o.EntryTimeoutSec, o.AttrTimeoutSec) : null;
 
-    /// <summary>The entry from a cached listing, after reading the listing if this miss completes a burst; null when
-    /// the metaserver has to be asked (as it always was).</summary>
-    private async Task<VfsEntry?> LookupCachedAsync(DirEntryCache cache, VfsContext ctx, ulong parent, byte[] name)
+    /// <summary>A name the metaserver found: when it completes a burst in its directory, the listing is read now
+    /// (this lookup's reply waits for it; a failure to read it only means no cache).</summary>
+    /// <remarks>Only found names count: lookups of absent names (include-path probes) gain nothing from a listing,
+    /// which never answers for them.</remarks>
+    private async Task NoteFoundAsync(DirEntryCache cache, VfsContext ctx, ulong parent, byte[] name)
     {
-        if (Answer(cache, parent, name) is { } hit)
+        if (cache.NoteFound(parent, name) is not { } ticket)
         {
-            return hit;
-        }
-        if (cache.NoteMiss(parent, name) is not { } ticket)
-        {
-            return null;
+            return;
         }
         try
         {
@@ -31,14 +29,13 @@ public sealed partial class MirrorVfs
         }
         catch (Exception e)
         {
-            // The lookup itself must not fail because the listing could not be read: the metaserver answers it.
+            // The lookup itself is answered already; the listing is only a shortcut.
             _log.LogDebug("reading the listing of directory {Dir} for the entry cache failed: {Error}", parent, e.Message);
-            return null;
         }
-        return Answer(cache, parent, name);
     }
 
-    private VfsEntry? Answer(DirEntryCache cache, ulong parent, byte[] name)
+    /// <summary>The entry from a fresh cached listing, or null when the metaserver has to be asked (as it always was).</summary>
+    private VfsEntry? FromDirCache(DirEntryCache cache, ulong parent, byte[] name)
     {
         if (cache.TryGet(parent, name) is not { } hit)
         {

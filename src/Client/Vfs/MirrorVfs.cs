@@ -319,12 +319,21 @@ public sealed partial class MirrorVfs : IAsyncDisposable
 
     public Task<VfsResult<VfsEntry>> LookupAsync(VfsContext ctx, ulong parent, byte[] name) => Guard("lookup", parent, async () =>
     {
-        if (_dirCache is { } cache && await LookupCachedAsync(cache, ctx, parent, name) is { } cached)
+        if (_dirCache is { } cache && FromDirCache(cache, parent, name) is { } cached)
         {
             return VfsResult<VfsEntry>.Success(cached);
         }
         var r = await Read(new LookupRequest { Cred = ctx.ToCred(), Parent = parent, Name = Bytes(name) }, static (m, q, c) => m.LookupAsync(q, c));
-        return r.Errno != 0 ? VfsResult<VfsEntry>.Fail(r.Errno) : VfsResult<VfsEntry>.Success(Entry(WithDirty(r.Attr, Known(r.Attr.Inode))));
+        if (r.Errno != 0)
+        {
+            return VfsResult<VfsEntry>.Fail(r.Errno);
+        }
+        var entry = Entry(WithDirty(r.Attr, Known(r.Attr.Inode)));
+        if (_dirCache is { } c)
+        {
+            await NoteFoundAsync(c, ctx, parent, name);
+        }
+        return VfsResult<VfsEntry>.Success(entry);
     });
 
     private InodeState? Known(ulong inode) => _inodes.TryGetValue(inode, out var st) ? st : null;

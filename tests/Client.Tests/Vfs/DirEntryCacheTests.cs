@@ -26,9 +26,9 @@ public sealed class DirEntryCacheTests
     /// <summary>Three distinct misses, then the listing <paramref name="entries"/> is kept.</summary>
     private static void Fill(DirEntryCache c, ulong dir, (byte[], Attr)[] entries)
     {
-        Assert.Null(c.NoteMiss(dir, N("x1")));
-        Assert.Null(c.NoteMiss(dir, N("x2")));
-        var t = c.NoteMiss(dir, N("x3"));
+        Assert.Null(c.NoteFound(dir, N("x1")));
+        Assert.Null(c.NoteFound(dir, N("x2")));
+        var t = c.NoteFound(dir, N("x3"));
         Assert.NotNull(t);
         Assert.True(c.Complete(t, entries));
     }
@@ -37,32 +37,32 @@ public sealed class DirEntryCacheTests
     public void The_third_distinct_miss_within_the_window_asks_for_the_listing()
     {
         var c = New();
-        Assert.Null(c.NoteMiss(Dir, N("a")));
-        Assert.Null(c.NoteMiss(Dir, N("a")));  // the same name again does not count
-        Assert.Null(c.NoteMiss(Dir, N("b")));
-        Assert.Null(c.NoteMiss(Dir, N(".")));  // nor do the dots
-        Assert.Null(c.NoteMiss(Dir, N("..")));
-        Assert.Null(c.NoteMiss(Dir + 1, N("c"))); // nor a miss in another directory
-        var t = c.NoteMiss(Dir, N("c"));
+        Assert.Null(c.NoteFound(Dir, N("a")));
+        Assert.Null(c.NoteFound(Dir, N("a")));  // the same name again does not count
+        Assert.Null(c.NoteFound(Dir, N("b")));
+        Assert.Null(c.NoteFound(Dir, N(".")));  // nor do the dots
+        Assert.Null(c.NoteFound(Dir, N("..")));
+        Assert.Null(c.NoteFound(Dir + 1, N("c"))); // nor a miss in another directory
+        var t = c.NoteFound(Dir, N("c"));
         Assert.NotNull(t);
         Assert.Equal(Dir, t.Dir);
         // While it is being read, nobody else is asked to read it.
-        Assert.Null(c.NoteMiss(Dir, N("d")));
-        Assert.Null(c.NoteMiss(Dir, N("e")));
-        Assert.Null(c.NoteMiss(Dir, N("f")));
+        Assert.Null(c.NoteFound(Dir, N("d")));
+        Assert.Null(c.NoteFound(Dir, N("e")));
+        Assert.Null(c.NoteFound(Dir, N("f")));
         c.Abandon(t);
 
         // Misses spread wider than the window never add up.
         for (var i = 0; i < 10; i++)
         {
             _nowMs += DirEntryCache.MissWindowMs / 2 + 1;
-            Assert.Null(c.NoteMiss(Dir + 2, N($"slow{i}")));
+            Assert.Null(c.NoteFound(Dir + 2, N($"slow{i}")));
             _nowMs += DirEntryCache.MissWindowMs / 2 + 1;
         }
         // After an abandoned read the next burst asks again.
-        Assert.Null(c.NoteMiss(Dir, N("g")));
-        Assert.Null(c.NoteMiss(Dir, N("h")));
-        Assert.NotNull(c.NoteMiss(Dir, N("i")));
+        Assert.Null(c.NoteFound(Dir, N("g")));
+        Assert.Null(c.NoteFound(Dir, N("h")));
+        Assert.NotNull(c.NoteFound(Dir, N("i")));
     }
 
     [Fact]
@@ -84,9 +84,9 @@ public sealed class DirEntryCacheTests
         Assert.Null(c.TryGet(Dir, N("..")));
         Assert.Null(c.TryGet(Dir + 1, N("f3")));
         // A miss in a fresh listing does not read it again.
-        Assert.Null(c.NoteMiss(Dir, N("y1")));
-        Assert.Null(c.NoteMiss(Dir, N("y2")));
-        Assert.Null(c.NoteMiss(Dir, N("y3")));
+        Assert.Null(c.NoteFound(Dir, N("y1")));
+        Assert.Null(c.NoteFound(Dir, N("y2")));
+        Assert.Null(c.NoteFound(Dir, N("y3")));
 
         _nowMs += 1_500;
         hit = c.TryGet(Dir, N("f0"));
@@ -136,18 +136,18 @@ public sealed class DirEntryCacheTests
     public void A_listing_read_while_this_client_changed_the_directory_is_not_kept()
     {
         var c = New();
-        c.NoteMiss(Dir, N("a"));
-        c.NoteMiss(Dir, N("b"));
-        var t = c.NoteMiss(Dir, N("c"))!;
+        c.NoteFound(Dir, N("a"));
+        c.NoteFound(Dir, N("b"));
+        var t = c.NoteFound(Dir, N("c"))!;
         c.InvalidateDir(Dir);
         Assert.False(c.Complete(t, Files(100, 3)));
         Assert.Equal(1, c.Discarded);
         Assert.Null(c.TryGet(Dir, N("f0")));
 
         // A child changed while its directory is read is hidden once the listing is kept.
-        c.NoteMiss(Dir, N("d"));
-        c.NoteMiss(Dir, N("e"));
-        t = c.NoteMiss(Dir, N("f"))!;
+        c.NoteFound(Dir, N("d"));
+        c.NoteFound(Dir, N("e"));
+        t = c.NoteFound(Dir, N("f"))!;
         c.InvalidateChild(101);
         Assert.True(c.Complete(t, Files(100, 3)));
         Assert.Null(c.TryGet(Dir, N("f1")));
@@ -155,9 +155,9 @@ public sealed class DirEntryCacheTests
 
         // A listing that took longer than the entry period to read is already stale.
         c.InvalidateDir(Dir);
-        c.NoteMiss(Dir, N("g"));
-        c.NoteMiss(Dir, N("h"));
-        t = c.NoteMiss(Dir, N("i"))!;
+        c.NoteFound(Dir, N("g"));
+        c.NoteFound(Dir, N("h"));
+        t = c.NoteFound(Dir, N("i"))!;
         _nowMs += 1_000;
         Assert.False(c.Complete(t, Files(100, 3)));
     }
@@ -166,24 +166,24 @@ public sealed class DirEntryCacheTests
     public void A_directory_over_the_cap_is_not_cached_nor_read_again_for_a_while()
     {
         var c = New(perDirMax: 4);
-        c.NoteMiss(Dir, N("a"));
-        c.NoteMiss(Dir, N("b"));
-        var t = c.NoteMiss(Dir, N("c"))!;
+        c.NoteFound(Dir, N("a"));
+        c.NoteFound(Dir, N("b"));
+        var t = c.NoteFound(Dir, N("c"))!;
         Assert.False(c.Complete(t, Files(100, 5)));
         Assert.Equal(1, c.TooLarge);
         Assert.Equal(0, c.Directories);
         for (var i = 0; i < 6; i++)
         {
-            Assert.Null(c.NoteMiss(Dir, N($"n{i}")));
+            Assert.Null(c.NoteFound(Dir, N($"n{i}")));
         }
         _nowMs += DirEntryCache.TooLargeRetryMs;
-        c.NoteMiss(Dir, N("p"));
-        c.NoteMiss(Dir, N("q"));
-        t = c.NoteMiss(Dir, N("r"))!;
+        c.NoteFound(Dir, N("p"));
+        c.NoteFound(Dir, N("q"));
+        t = c.NoteFound(Dir, N("r"))!;
         Assert.NotNull(t);
         c.AbandonTooLarge(t); // the reader stopped paging early
         Assert.Equal(2, c.TooLarge);
-        Assert.Null(c.NoteMiss(Dir, N("s")));
+        Assert.Null(c.NoteFound(Dir, N("s")));
 
         // Exactly the cap is fine.
         Fill(c, Dir + 1, Files(100, 4));
@@ -215,7 +215,7 @@ public sealed class DirEntryCacheTests
         var c = New(entrySec: 0);
         for (var i = 0; i < 10; i++)
         {
-            Assert.Null(c.NoteMiss(Dir, N($"n{i}")));
+            Assert.Null(c.NoteFound(Dir, N($"n{i}")));
         }
     }
 

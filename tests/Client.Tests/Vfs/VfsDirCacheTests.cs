@@ -54,15 +54,15 @@ public sealed class VfsDirCacheTests
             Assert.True(r.Value.EntryTimeoutSec is > 0 and <= 60, $"entry timeout {r.Value.EntryTimeoutSec}");
             Assert.True(r.Value.AttrTimeoutSec is > 0 and <= 30, $"attr timeout {r.Value.AttrTimeoutSec}");
         }
-        // Two misses go to the metaserver; the third reads the listing and is answered from it, as are the rest.
-        Assert.Equal(DirEntryCache.MissesToList - 1, lookups.Calls);
-        Assert.Equal(Files - (DirEntryCache.MissesToList - 1), vfs.DirCache!.Hits);
+        // Three names go to the metaserver, the third then reads the listing, which answers the rest.
+        Assert.Equal(DirEntryCache.MissesToList, lookups.Calls);
+        Assert.Equal(Files - DirEntryCache.MissesToList, vfs.DirCache!.Hits);
         Assert.Equal(1, vfs.DirCache.Listed);
 
         // Names not in the listing are always asked (no negative answers), and so are the dots.
         Assert.Equal(Errno.ENOENT, await ErrnoAsync(vfs, d, "absent"));
         Assert.Equal(d, (await LookAsync(vfs, d, ".")).Inode);
-        Assert.Equal(DirEntryCache.MissesToList + 1, lookups.Calls);
+        Assert.Equal(DirEntryCache.MissesToList + 2, lookups.Calls);
     }
 
     [Fact]
@@ -169,6 +169,19 @@ public sealed class VfsDirCacheTests
         Assert.Equal(inodes[30], (await LookAsync(vfs, d, "g030")).Inode);
         Assert.Equal(Errno.ENOENT, await ErrnoAsync(vfs, d, F(31)));
         Assert.Equal(5000ul, (await LookAsync(vfs, d, F(32))).Size);
+    }
+
+    [Fact]
+    public async Task Lookups_of_absent_names_never_read_a_listing()
+    {
+        await using var f = await VfsFixture.StartAsync();
+        var d = await MakeDirAsync(await f.MountAsync());
+        var vfs = await f.MountAsync(new VfsOptions { EntryTimeoutSec = 60, AttrTimeoutSec = 60 });
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal(Errno.ENOENT, await ErrnoAsync(vfs, d, $"absent{i}"));
+        }
+        Assert.Equal(0, vfs.DirCache!.Listed);
     }
 
     [Fact]
