@@ -332,6 +332,7 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
                     action();
                 }
                 HandleReady();
+                CloseCaptures();
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
@@ -340,6 +341,7 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
         catch (Exception e)
         {
             _failure = e;
+            CloseCaptures();
             FailAll(new IOException($"Raft node {_o.Id} stopped: {e.Message}; restart the process to recover from its disk", e));
         }
     }
@@ -396,7 +398,7 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
                 {
                     if (IsLeaderMessage(m.Type))
                     {
-                        _o.Transport.Send(m);
+                        Send(m);
                     }
                 }
             }
@@ -415,7 +417,7 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
             {
                 if (!leaderFirst || !IsLeaderMessage(m.Type))
                 {
-                    _o.Transport.Send(m);
+                    Send(m);
                 }
             }
             foreach (var e in rd.CommittedEntries)
