@@ -233,6 +233,9 @@ public sealed class RpcRaftTransport : IRaftTransport, IAsyncDisposable
             _queue = Channel.CreateBounded<(RaftMessage, int)>(new BoundedChannelOptions(t._o.QueueMessagesMax)
             {
                 SingleReader = true,
+                // The sender loop resumes inside Send, on the Raft loop, and starts its call there: one thread hop
+                // less per append. Send still never blocks: the loop's next wait is the call's answer.
+                AllowSynchronousContinuations = true,
                 FullMode = BoundedChannelFullMode.Wait, // TryWrite then fails, and the drop is counted
             });
             _channel = new RpcChannel(new RpcChannelOptions
