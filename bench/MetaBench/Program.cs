@@ -22,7 +22,7 @@ const string Token = "metabench-token-0123456789";
 
 var dir = Path.Combine(Path.GetTempPath(), "mirrorfs-metabench-" + Guid.NewGuid().ToString("N")[..8]);
 Console.WriteLine($"metaserver: durable single node (WAL fsync, group commit) in {dir}, RPC over loopback HTTP/2");
-Console.WriteLine($"{"op",-16} {"callers",7} {"ops",8} {"ops/s",10} {"p50 µs",9} {"p99 µs",9}");
+Console.WriteLine($"{"op",-16} {"callers",7} {"ops",8} {"ops/s",10} {"p50 µs",9} {"p99 µs",9} {"cpu µs/op",9} {"cs/op",6}");
 await using (var host = await MetaServerHost.StartAsync(new MetaServerOptions { DataDirectory = dir, BearerToken = Token }))
 {
     await using var setup = Client(host.Address);
@@ -135,6 +135,8 @@ static async Task Measure(string op, int callers, int total, Func<int, int, Task
     await Task.Delay(200); // let the background JIT finish what the warm-up queued
     var lat = new long[total];
     var next = -1;
+    var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+    var cs0 = ContextSwitches();
     var sw = Stopwatch.StartNew();
     await Task.WhenAll(Enumerable.Range(0, callers).Select(c => Task.Run(async () =>
     {
@@ -147,8 +149,43 @@ static async Task Measure(string op, int callers, int total, Func<int, int, Task
         }
     })));
     var secs = sw.Elapsed.TotalSeconds;
+    // Client and server share this process: CPU per op is both ends' cost, and is steadier than latency on a busy machine.
+    var cpuUs = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalMicroseconds / total;
+    var csPerOp = (double)(ContextSwitches() - cs0) / total;
     Array.Sort(lat);
     double Us(long ticks) => ticks * 1_000_000.0 / Stopwatch.Frequency;
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"{op,-16} {callers,7} {total,8} {total / secs,10:F0} {Us(lat[total / 2]),9:F0} {Us(lat[Math.Min(total - 1, total * 99 / 100)]),9:F0}"));
+        $"{op,-16} {callers,7} {total,8} {total / secs,10:F0} {Us(lat[total / 2]),9:F0} {Us(lat[Math.Min(total - 1, total * 99 / 100)]),9:F0} {cpuUs,9:F0} {csPerOp,6:F1}"));
+}
+
+// Context switches of all this process's threads so far (Linux /proc): each is a thread hop that costs latency.
+static long ContextSwitches()
+{
+    long n = 0;
+    try
+    {
+        foreach (var task in Directory.EnumerateDirectories("/proc/self/task"))
+        {
+            try
+            {
+                foreach (var line in File.ReadLines(Path.Combine(task, "status")))
+                {
+                    if (line.StartsWith("voluntary_ctxt_switches:", StringComparison.Ordinal)
+                        || line.StartsWith("nonvoluntary_ctxt_switches:", StringComparison.Ordinal))
+                    {
+                        n += long.Parse(line.AsSpan(line.IndexOf(':') + 1).Trim(), CultureInfo.InvariantCulture);
+                    }
+                }
+            }
+            catch (IOException)
+            {
+                // the thread ended while we listed
+            }
+        }
+    }
+    catch (IOException)
+    {
+        return 0; // not Linux
+    }
+    return n;
 }

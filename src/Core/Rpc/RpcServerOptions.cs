@@ -22,6 +22,10 @@ public sealed class RpcServerOptions
     /// <summary>How long DisposeAsync lets calls finish after cancelling them.</summary>
     public int ShutdownTimeoutMs { get; init; } = 5_000;
 
+    /// <summary>Runs socket I/O continuations on the I/O thread instead of queueing them to the thread pool
+    /// (Kestrel's UnsafePreferInlineScheduling): one thread hop less per call. Safe because no handler blocks.</summary>
+    public bool InlineScheduling { get; init; } = Environment.GetEnvironmentVariable("MIRRORFS_RPC_INLINE") != "0";
+
     /// <summary>When set, each call's latency and status are recorded here by method.</summary>
     public MetricsRegistry? Metrics { get; init; }
 

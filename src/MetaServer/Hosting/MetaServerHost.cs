@@ -248,6 +248,8 @@ public sealed class MetaServerHost : IAsyncDisposable
             SnapshotEveryEntries = o.SnapshotEveryEntries,
             AddressOf = transport.AddressOf,
         });
+        var raft = _raft;
+        transport.Deliver = raft.Receive;
     }
 
     /// <summary>The listen address when others can dial it as is (not a wildcard, not port 0).</summary>

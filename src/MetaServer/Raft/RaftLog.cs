@@ -1,5 +1,6 @@
 // IReplicatedLog on Raft: one loop drives a RaftNode with the real WAL, hard-state file, snapshot store and a transport.
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Threading.Channels;
 using MirrorFS.MetaServer.Consensus;
 using MirrorFS.MetaServer.Storage;
@@ -77,6 +78,7 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
     private readonly Channel<Action> _inbox;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
+    private readonly TaskCompletionSource _loopDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Dictionary<ulong, (ulong Term, TaskCompletionSource<(ulong, byte[])> Done)> _proposals = [];
     private readonly Dictionary<ulong, TaskCompletionSource<ulong>> _reads = [];
     private readonly List<(ulong Index, TaskCompletionSource<ulong> Done)> _readsAwaitingApply = [];
@@ -113,7 +115,8 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
             new RaftStartState(_savedHard, meta, entries, sm.AppliedIndex));
         _applied = (long)sm.AppliedIndex;
         _inbox = Channel.CreateBounded<Action>(new BoundedChannelOptions(o.InboxItemsMax) { SingleReader = true });
-        _loop = Task.Run(LoopAsync);
+        _loop = _loopDone.Task;
+        new Thread(Loop) { IsBackground = true, Name = $"raft-{o.Id}" }.Start();
     }
 
     public static RaftLog Open(IStateMachine stateMachine, RaftLogOptions options)
@@ -304,27 +307,46 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
         : _node.Addresses.TryGetValue(id, out var a) ? a
         : _o.AddressOf?.Invoke(id);
 
-    private async Task LoopAsync()
+    /// <summary>The Raft loop, on a thread of its own: it fsyncs inline (the group commit), which would otherwise
+    /// hold a thread-pool thread and delay the RPC work queued behind it.</summary>
+    private void Loop()
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(_o.TickMs));
-        var tick = timer.WaitForNextTickAsync(_stop.Token).AsTask();
+        var tickTicks = Stopwatch.Frequency * _o.TickMs / 1000;
+        var nextTick = Stopwatch.GetTimestamp() + tickTicks;
+        Task<bool>? input = null; // one wait at a time: the inbox has a single reader
         try
         {
-            Task<bool>? input = null; // one wait at a time: the inbox has a single reader
             while (!_stop.IsCancellationRequested)
             {
-                input ??= _inbox.Reader.WaitToReadAsync(_stop.Token).AsTask();
-                await Task.WhenAny(input, tick);
-                if (input.IsCompleted)
+                if (!_inbox.Reader.TryPeek(out _))
                 {
-                    await input;
+                    input ??= _inbox.Reader.WaitToReadAsync(_stop.Token).AsTask();
+                    var waitMs = (int)Math.Ceiling((nextTick - Stopwatch.GetTimestamp()) * 1000.0 / Stopwatch.Frequency);
+                    if (waitMs > 0)
+                    {
+                        try
+                        {
+                            input.Wait(waitMs);
+                        }
+                        catch (AggregateException) when (_stop.IsCancellationRequested)
+                        {
+                            break;
+                        }
+                    }
+                }
+                if (input is { IsCompleted: true })
+                {
                     input = null;
                 }
-                if (tick.IsCompleted)
+                var now = Stopwatch.GetTimestamp();
+                if (now >= nextTick)
                 {
-                    await tick;
                     _node.Tick();
-                    tick = timer.WaitForNextTickAsync(_stop.Token).AsTask();
+                    nextTick += tickTicks;
+                    if (nextTick <= now)
+                    {
+                        nextTick = now + tickTicks; // after a long stall, no burst of ticks
+                    }
                 }
                 // Every action queued so far shares one Ready: one WAL append and one fsync (group commit).
                 for (var n = 0; n < InboxBatchMax && _inbox.Reader.TryRead(out var action); n++)
@@ -332,6 +354,7 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
                     action();
                 }
                 HandleReady();
+                CloseCaptures();
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
@@ -340,7 +363,12 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
         catch (Exception e)
         {
             _failure = e;
+            CloseCaptures();
             FailAll(new IOException($"Raft node {_o.Id} stopped: {e.Message}; restart the process to recover from its disk", e));
+        }
+        finally
+        {
+            _loopDone.TrySetResult();
         }
     }
 
@@ -396,7 +424,7 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
                 {
                     if (IsLeaderMessage(m.Type))
                     {
-                        _o.Transport.Send(m);
+                        Send(m);
                     }
                 }
             }
@@ -415,7 +443,7 @@ public sealed partial class RaftLog : IReplicatedLog, ISnapshotSource
             {
                 if (!leaderFirst || !IsLeaderMessage(m.Type))
                 {
-                    _o.Transport.Send(m);
+                    Send(m);
                 }
             }
             foreach (var e in rd.CommittedEntries)

@@ -16,7 +16,7 @@ public static class RaftRpc
 
     /// <summary>Serves Step on <paramref name="server"/>; <paramref name="log"/> returns null while the node starts.</summary>
     public static void MapRaftService(this RpcServer server, RpcRaftTransport transport, Func<RaftLog?> log) =>
-        server.MapUnary<RaftBatch, RaftStepReply>(ServiceName, StepMethod, RaftBatch.Parser, (batch, _) =>
+        server.MapUnary<RaftBatch, RaftStepReply>(ServiceName, StepMethod, RaftBatch.Parser, (batch, call) =>
         {
             var target = log() ?? throw new RpcException(StatusCode.Unavailable, $"Raft node {transport.SelfId} is starting");
             if (batch.From == 0 || batch.From == transport.SelfId)
@@ -42,7 +42,21 @@ public static class RaftRpc
                     throw new RpcException(StatusCode.InvalidArgument, e.Message);
                 }
             }
-            target.Receive(messages); // a full inbox drops the batch: Raft resends
-            return Task.FromResult(Taken);
+            return AnswerAsync(target, batch.From, messages, call.CancellationToken);
         });
+
+    private static async Task<RaftStepReply> AnswerAsync(RaftLog target, ulong from, RaftMessage[] messages, CancellationToken ct)
+    {
+        var answers = await target.StepAsync(from, messages, RaftLog.ReplyWaitMsMax, ct); // empty when the inbox is full: Raft resends
+        if (answers.Count == 0)
+        {
+            return Taken;
+        }
+        var reply = new RaftStepReply();
+        foreach (var m in answers)
+        {
+            reply.Messages.Add(RaftWire.ToWire(m));
+        }
+        return reply;
+    }
 }

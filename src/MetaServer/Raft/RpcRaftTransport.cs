@@ -67,6 +67,7 @@ public sealed class RpcRaftTransport : IRaftTransport, IAsyncDisposable
     private long _sent;
     private long _dropped;
     private long _failedCalls;
+    private long _answers;
     private bool _disposed;
     private volatile string _selfAddress;
 
@@ -101,6 +102,39 @@ public sealed class RpcRaftTransport : IRaftTransport, IAsyncDisposable
         : _members.TryGetValue(id, out var a) ? a
         : _learned.TryGetValue(id, out a) ? a
         : _static.GetValueOrDefault(id);
+
+    /// <summary>Takes the answers a peer returned in a Step reply (see <see cref="RaftLog.StepAsync"/>); unset, they
+    /// are dropped and Raft resends.</summary>
+    public Func<IReadOnlyList<RaftMessage>, bool>? Deliver { get; set; }
+
+    /// <summary>Answers received in Step replies.</summary>
+    public long AnswersReceived => Interlocked.Read(ref _answers);
+
+    private void DeliverAnswers(ulong from, RaftStepReply reply)
+    {
+        var messages = new List<RaftMessage>(reply.Messages.Count);
+        foreach (var w in reply.Messages)
+        {
+            if (w.To != _o.SelfId)
+            {
+                _log.LogWarning("raft: node {Peer} answered with a message for node {To}; dropped", from, w.To);
+                continue;
+            }
+            try
+            {
+                messages.Add(RaftWire.FromWire(from, w));
+            }
+            catch (InvalidDataException e)
+            {
+                _log.LogWarning("raft: node {Peer} answered with a malformed message ({Error}); dropped", from, e.Message);
+            }
+        }
+        Interlocked.Add(ref _answers, messages.Count);
+        if (messages.Count > 0 && Deliver?.Invoke(messages) != true)
+        {
+            Interlocked.Add(ref _dropped, messages.Count);
+        }
+    }
 
     public void Send(RaftMessage message)
     {
@@ -199,6 +233,9 @@ public sealed class RpcRaftTransport : IRaftTransport, IAsyncDisposable
             _queue = Channel.CreateBounded<(RaftMessage, int)>(new BoundedChannelOptions(t._o.QueueMessagesMax)
             {
                 SingleReader = true,
+                // The sender loop resumes inside Send, on the Raft loop, and starts its call there: one thread hop
+                // less per append. Send still never blocks: the loop's next wait is the call's answer.
+                AllowSynchronousContinuations = true,
                 FullMode = BoundedChannelFullMode.Wait, // TryWrite then fails, and the drop is counted
             });
             _channel = new RpcChannel(new RpcChannelOptions
@@ -261,9 +298,13 @@ public sealed class RpcRaftTransport : IRaftTransport, IAsyncDisposable
                     }
                     try
                     {
-                        await _channel.UnaryAsync(RaftRpc.ServiceName, RaftRpc.StepMethod, batch, RaftStepReply.Parser,
+                        var reply = await _channel.UnaryAsync(RaftRpc.ServiceName, RaftRpc.StepMethod, batch, RaftStepReply.Parser,
                             new CallOptions { CancellationToken = ct });
                         Interlocked.Add(ref _t._sent, batch.Messages.Count);
+                        if (reply.Messages.Count > 0)
+                        {
+                            _t.DeliverAnswers(_id, reply);
+                        }
                         retryDelayMs = o.RetryDelayMsMin;
                         if (failing)
                         {

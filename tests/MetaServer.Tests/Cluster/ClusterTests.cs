@@ -38,6 +38,8 @@ public sealed class ClusterTests(ITestOutputHelper output) : IAsyncLifetime
             Assert.Equal(0, (await client.MknodAsync(new MknodRequest { Cred = Root, Parent = dir, Name = N($"f{i}"), Mode = 0x81A4 })).Errno);
         }
         await _c.AllAppliedAsync(leader.Raft!.CommitIndex);
+        // The followers' acknowledgements came back in the Step calls' replies, not as calls of their own.
+        Assert.True(leader.Transport!.AnswersReceived >= 50, $"only {leader.Transport.AnswersReceived} answers rode Step replies");
         foreach (var host in _c.Running)
         {
             // Read each replica's state directly: followers answer clients only through the leader.
