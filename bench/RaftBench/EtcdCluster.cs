@@ -25,6 +25,9 @@ internal sealed class EtcdCluster : IAsyncDisposable
     public static string? FindBinary() =>
         new[] { "/usr/bin/etcd", "/usr/local/bin/etcd" }.FirstOrDefault(File.Exists);
 
+    /// <summary>Process ids of the members.</summary>
+    public IReadOnlyList<int> Pids => [.. _members.Select(m => m.Pid)];
+
     public static async Task<EtcdCluster> StartAsync(string binary, string dir, int size)
     {
         Directory.CreateDirectory(dir);

@@ -5,6 +5,12 @@ namespace MirrorFS.Bench;
 
 internal sealed record LoadResult(int Callers, long Writes, double Seconds, double P50Ms, double P99Ms, long Errors, string? FirstError)
 {
+    /// <summary>CPU time (µs) and context switches per write of the cluster's processes, in the window.</summary>
+    public (double CpuUs, double Switches)? Cost { get; init; }
+
+    /// <summary>The same for this process, the client.</summary>
+    public (double CpuUs, double Switches)? ClientCost { get; init; }
+
     public double WritesPerSecond => Writes / Seconds;
 }
 
@@ -18,7 +24,8 @@ internal static class LoadRunner
 
     /// <summary>Runs <paramref name="call"/>(caller, i) from <paramref name="callers"/> tasks: first a warm-up (not
     /// counted), then <paramref name="measureSeconds"/>. Only writes that start and end inside the window count.</summary>
-    public static async Task<LoadResult> RunAsync(int callers, double warmupSeconds, double measureSeconds, Func<int, long, Task> call)
+    public static async Task<LoadResult> RunAsync(int callers, double warmupSeconds, double measureSeconds, Func<int, long, Task> call,
+        IReadOnlyList<int>? pids = null)
     {
         var start = Stopwatch.GetTimestamp() + (long)(warmupSeconds * Stopwatch.Frequency);
         var end = start + (long)(measureSeconds * Stopwatch.Frequency);
@@ -27,6 +34,18 @@ internal static class LoadRunner
         long errors = 0;
         string? firstError = null;
         using var abort = new CancellationTokenSource();
+        // Sampled at the window's edges: what the servers and this client spend per write is steadier than latency
+        // when other work shares the cores.
+        var watched = pids ?? [];
+        int[] self = [Environment.ProcessId];
+        var sampler = Task.Run(async () =>
+        {
+            await Task.Delay(TimeSpan.FromSeconds(warmupSeconds));
+            var a = ProcStat.Sample(watched);
+            var ac = ProcStat.Sample(self);
+            await Task.Delay(TimeSpan.FromSeconds(measureSeconds));
+            return (a, ProcStat.Sample(watched), ac, ProcStat.Sample(self));
+        });
         var tasks = Enumerable.Range(0, callers).Select(c => Task.Run(async () =>
         {
             var mine = samples[c] = new List<long>(1024);
@@ -66,6 +85,57 @@ internal static class LoadRunner
         Array.Sort(all);
         double Ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;
         double Pct(double q) => all.Length == 0 ? double.NaN : Ms(all[Math.Clamp((int)Math.Ceiling(all.Length * q) - 1, 0, all.Length - 1)]);
-        return new LoadResult(callers, counts.Sum(), measureSeconds, Pct(0.50), Pct(0.99), errors, firstError);
+        var (s0, s1, c0, c1) = await sampler;
+        var writes = counts.Sum();
+        return new LoadResult(callers, writes, measureSeconds, Pct(0.50), Pct(0.99), errors, firstError)
+        {
+            Cost = writes == 0 || watched.Count == 0 ? null : ((s1.CpuUs - s0.CpuUs) / writes, (double)(s1.Switches - s0.Switches) / writes),
+            ClientCost = writes == 0 ? null : ((c1.CpuUs - c0.CpuUs) / writes, (double)(c1.Switches - c0.Switches) / writes),
+        };
+    }
+}
+
+/// <summary>CPU time and context switches of a set of processes, from Linux /proc (zero elsewhere).</summary>
+internal static class ProcStat
+{
+    public static (double CpuUs, long Switches) Sample(IEnumerable<int> pids)
+    {
+        double cpuUs = 0;
+        long switches = 0;
+        var ticksPerSecond = 100.0; // USER_HZ on Linux
+        foreach (var pid in pids)
+        {
+            try
+            {
+                // Fields 14 and 15 of /proc/PID/stat: utime and stime in clock ticks (after the parenthesized name).
+                var stat = File.ReadAllText($"/proc/{pid}/stat");
+                var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                cpuUs += (long.Parse(f[11], System.Globalization.CultureInfo.InvariantCulture)
+                          + long.Parse(f[12], System.Globalization.CultureInfo.InvariantCulture)) * 1e6 / ticksPerSecond;
+                foreach (var task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
+                {
+                    try
+                    {
+                        foreach (var line in File.ReadLines(Path.Combine(task, "status")))
+                        {
+                            if (line.StartsWith("voluntary_ctxt_switches:", StringComparison.Ordinal)
+                                || line.StartsWith("nonvoluntary_ctxt_switches:", StringComparison.Ordinal))
+                            {
+                                switches += long.Parse(line.AsSpan(line.IndexOf(':') + 1).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+                            }
+                        }
+                    }
+                    catch (IOException)
+                    {
+                        // the thread ended while listed
+                    }
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+            {
+                // the process is gone, or this is not Linux
+            }
+        }
+        return (cpuUs, switches);
     }
 }

@@ -97,6 +97,9 @@ internal sealed class MetaCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>Process ids of the members running now.</summary>
+    public IReadOnlyList<int> Pids => [.. _nodes.Where(n => n is not null).Select(n => n!.Pid)];
+
     public string LogsOf(int id) => _nodes[id - 1]?.LastOutput ?? "(not running)";
 
     public async ValueTask DisposeAsync()

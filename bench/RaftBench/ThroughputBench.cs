@@ -47,7 +47,7 @@ internal static class ThroughputBench
                 foreach (var callers in o.Callers)
                 {
                     using var client = new EtcdPutClient(leader, o.ValueBytes);
-                    var r = await LoadRunner.RunAsync(callers, o.WarmupSeconds, o.Seconds, client.PutAsync);
+                    var r = await LoadRunner.RunAsync(callers, o.WarmupSeconds, o.Seconds, client.PutAsync, cluster.Pids);
                     Print("etcd", r);
                     etcd.Add(r);
                 }
@@ -101,8 +101,13 @@ internal static class ThroughputBench
     private static void Print(string system, LoadResult r)
     {
         var failed = r.Errors > 0 ? $"  {r.Errors} FAILED writes, first: {r.FirstError}" : "";
+        var cost = r.Cost is { } c ? string.Create(CultureInfo.InvariantCulture, $"  servers: cpu {c.CpuUs,6:F0} µs/write {c.Switches,5:F1} cs/write") : "";
+        if (r.ClientCost is { } cc)
+        {
+            cost += string.Create(CultureInfo.InvariantCulture, $"  client: cpu {cc.CpuUs,6:F0} µs {cc.Switches,5:F1} cs");
+        }
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  {system,-14} callers {r.Callers,3}: {r.Writes,8} writes {r.WritesPerSecond,8:F0} writes/s  p50 {r.P50Ms,6:F2} ms  p99 {r.P99Ms,6:F2} ms{failed}"));
+            $"  {system,-14} callers {r.Callers,3}: {r.Writes,8} writes {r.WritesPerSecond,8:F0} writes/s  p50 {r.P50Ms,6:F2} ms  p99 {r.P99Ms,6:F2} ms{cost}{failed}"));
     }
 
     private static async Task<LoadResult> RunMetaAsync(MetaCluster cluster, int callers, BenchOptions o)
@@ -137,7 +142,7 @@ internal static class ThroughputBench
                     Name = ByteString.CopyFromUtf8(string.Create(CultureInfo.InvariantCulture, $"f{i}")), Mode = 0x81A4,
                 });
                 Check(r.Errno, "mknod");
-            });
+            }, cluster.Pids);
         }
         finally
         {

@@ -31,6 +31,7 @@ public sealed class RpcRouter
 
     private readonly Lock _mapLock = new();
     private readonly byte[]? _tokenHash;
+    private string? _lastAccepted;
     private readonly int _maxMessageBytes;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
@@ -462,13 +463,24 @@ public sealed class RpcRouter
             return false;
         }
 
+        // Kestrel reuses a connection's header value strings; one already accepted needs no second hash.
+        if (ReferenceEquals(value, Volatile.Read(ref _lastAccepted)))
+        {
+            return true;
+        }
+
         // Hashing first makes the comparison independent of where the strings differ and of their lengths.
         var presented = value.AsSpan(Scheme.Length).Trim();
         Span<byte> utf8 = stackalloc byte[AuthorizationCharsMax * 3];
         var count = Encoding.UTF8.GetBytes(presented, utf8);
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
         SHA256.HashData(utf8[..count], hash);
-        return CryptographicOperations.FixedTimeEquals(hash, _tokenHash);
+        if (!CryptographicOperations.FixedTimeEquals(hash, _tokenHash))
+        {
+            return false;
+        }
+        Volatile.Write(ref _lastAccepted, value);
+        return true;
     }
 
     private static void WriteTrailersOnly(HttpResponse response, StatusCode status, string? message, RpcMetadata? extra)

@@ -143,6 +143,43 @@ public sealed class VfsDataTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task OpeningASmallFileForReadingStartsItsBlockDownloadAndTheReadUsesIt()
+    {
+        var store = new FlakyStore(new MemoryObjectStore());
+        await using var f = await VfsFixture.StartAsync(store);
+        var writer = await f.MountAsync();
+        var small = Pattern(4096, 3);
+        var (ino, fh) = await CreateAsync(writer, "small");
+        await WriteAsync(writer, ino, fh, 0, small);
+        Assert.Equal(0, await writer.ReleaseAsync(Ctx, ino, fh));
+        // Bigger than the warm-up limit, in one slice: its open starts nothing.
+        var big = Pattern(MirrorVfs.WarmSliceBytesMax + Bs, 4);
+        var (bigIno, bigFh) = await CreateAsync(writer, "big");
+        await WriteAsync(writer, bigIno, bigFh, 0, big);
+        Assert.Equal(0, await writer.ReleaseAsync(Ctx, bigIno, bigFh));
+
+        var reader = await f.MountAsync();
+        var gets = store.Gets;
+        var wfh = await OpenAsync(reader, ino, OpenFlags.WriteOnly); // a write-only open reads nothing
+        Assert.Equal(0, await reader.ReleaseAsync(Ctx, ino, wfh));
+        var rfh = await OpenAsync(reader, ino, OpenFlags.ReadOnly);
+        for (var i = 0; i < 1000 && store.Gets == gets; i++)
+        {
+            await Task.Delay(10); // the slice list and the download come in the background
+        }
+        Assert.Equal(1, reader.WarmedBlocks);
+        Assert.Equal(gets + 1, store.Gets);
+        Assert.Equal(small, await ReadAsync(reader, ino, rfh, 0, 8192));
+        Assert.Equal(gets + 1, store.Gets); // the read found the block instead of fetching it again
+        Assert.Equal(0, await reader.ReleaseAsync(Ctx, ino, rfh));
+
+        var bfh = await OpenAsync(reader, bigIno, OpenFlags.ReadOnly);
+        Assert.Equal(big, await ReadAsync(reader, bigIno, bfh, 0, big.Length));
+        Assert.Equal(1, reader.WarmedBlocks); // the big file's open warmed nothing (its slice list came long before this)
+        Assert.Equal(0, await reader.ReleaseAsync(Ctx, bigIno, bfh));
+    }
+
+    [Fact]
     public async Task FailingStoreNeverCommitsASliceAndReportsEio()
     {
         var store = new FlakyStore(new MemoryObjectStore());
