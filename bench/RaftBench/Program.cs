@@ -1,7 +1,7 @@
 // mirrorfs-raftbench: committed metadata writes/s and commit latency of a three-node mirrorfs-meta cluster (real
 // processes, loopback, data on disk) next to etcd 3.4 at the same concurrency; or, with --failover, election times
 // after kill -9 of the leader.
-//   bench/RaftBench/run.sh [--seconds 10] [--callers 1,64] [--rounds 1] [--only meta|etcd] [--failover [--kills 5]]
+//   bench/RaftBench/run.sh [--seconds 10] [--warmup 15] [--callers 1,64] [--rounds 1] [--only meta|etcd] [--failover [--kills 5]]
 using System.Globalization;
 using MirrorFS.Bench;
 
@@ -16,7 +16,9 @@ bool Flag(string name) => args.Contains(name);
 var options = new BenchOptions
 {
     Seconds = double.Parse(Opt("--seconds") ?? "10", inv),
-    WarmupSeconds = double.Parse(Opt("--warmup") ?? "2", inv),
+    // A fresh .NET process keeps recompiling hot code (tiered JIT) for several seconds, longer on two busy cores;
+    // measured with a 2 s warm-up, that JIT work was most of the servers' CPU at one caller. Both systems get the same.
+    WarmupSeconds = double.Parse(Opt("--warmup") ?? "15", inv),
     Callers = (Opt("--callers") ?? "1,64").Split(',').Select(s => int.Parse(s, inv)).ToArray(),
     Only = Opt("--only"),
     ValueBytes = int.Parse(Opt("--value-bytes") ?? "256", inv),
