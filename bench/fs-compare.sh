@@ -8,6 +8,7 @@
 #   --small N              number of 4 KiB files (default 1000; --quick: 100)
 #   --remote-small-max N   cap on the small-file count for s3fs and rclone, which create only ~8 files/s (default 200)
 #   --fs LIST              comma-separated subset of: mfs-s3,s3fs,rclone,mfs-shm,bindfs (default: all)
+#   MFS_MOUNT_ARGS="..."   extra options for the mirrorfs mounts (environment), e.g. "--prefetch 16"
 #
 # Needs root (FUSE mounts, drop_caches, apt-get). Installs s3fs, rclone, bindfs and the Swift packages with apt when
 # missing; builds the Release binaries when missing. Everything it starts is stopped on exit; state lives in a temp
@@ -219,7 +220,7 @@ do_mount() {
       local vol=mfss3
       [[ $fs == mfs-shm ]] && vol=mfsshm
       "$CLI_BIN" mount "mirrorfs://127.0.0.1:${META_PORT[$vol]}/$vol" "$mnt" --background --token-file "${META_DIR[$vol]}/token" \
-        --log "$TMP/$fs-mount.log" >>"$TMP/$fs.log" 2>&1 || die "mirrorfs mount of $vol failed; see $TMP/$fs.log"
+        --log "$TMP/$fs-mount.log" ${MFS_MOUNT_ARGS:-} >>"$TMP/$fs.log" 2>&1 || die "mirrorfs mount of $vol failed; see $TMP/$fs.log"
       DAEMON_PID= ;;
     s3fs)
       start_daemon "$TMP/s3fs.log" env AWS_ACCESS_KEY_ID=test:tester AWS_SECRET_ACCESS_KEY=testing \
