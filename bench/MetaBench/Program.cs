@@ -3,6 +3,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Google.Protobuf;
+using MirrorFS.Bench;
 using MirrorFS.Core.Meta;
 using MirrorFS.MetaServer.Consensus;
 using MirrorFS.MetaServer.Engine;
@@ -136,7 +137,7 @@ static async Task Measure(string op, int callers, int total, Func<int, int, Task
     var lat = new long[total];
     var next = -1;
     var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
-    var cs0 = ContextSwitches();
+    var cs0 = ProcStat.Sample([Environment.ProcessId]).Switches;
     var sw = Stopwatch.StartNew();
     await Task.WhenAll(Enumerable.Range(0, callers).Select(c => Task.Run(async () =>
     {
@@ -151,41 +152,9 @@ static async Task Measure(string op, int callers, int total, Func<int, int, Task
     var secs = sw.Elapsed.TotalSeconds;
     // Client and server share this process: CPU per op is both ends' cost, and is steadier than latency on a busy machine.
     var cpuUs = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalMicroseconds / total;
-    var csPerOp = (double)(ContextSwitches() - cs0) / total;
+    var csPerOp = (double)(ProcStat.Sample([Environment.ProcessId]).Switches - cs0) / total;
     Array.Sort(lat);
     double Us(long ticks) => ticks * 1_000_000.0 / Stopwatch.Frequency;
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"{op,-16} {callers,7} {total,8} {total / secs,10:F0} {Us(lat[total / 2]),9:F0} {Us(lat[Math.Min(total - 1, total * 99 / 100)]),9:F0} {cpuUs,9:F0} {csPerOp,6:F1}"));
-}
-
-// Context switches of all this process's threads so far (Linux /proc): each is a thread hop that costs latency.
-static long ContextSwitches()
-{
-    long n = 0;
-    try
-    {
-        foreach (var task in Directory.EnumerateDirectories("/proc/self/task"))
-        {
-            try
-            {
-                foreach (var line in File.ReadLines(Path.Combine(task, "status")))
-                {
-                    if (line.StartsWith("voluntary_ctxt_switches:", StringComparison.Ordinal)
-                        || line.StartsWith("nonvoluntary_ctxt_switches:", StringComparison.Ordinal))
-                    {
-                        n += long.Parse(line.AsSpan(line.IndexOf(':') + 1).Trim(), CultureInfo.InvariantCulture);
-                    }
-                }
-            }
-            catch (IOException)
-            {
-                // the thread ended while we listed
-            }
-        }
-    }
-    catch (IOException)
-    {
-        return 0; // not Linux
-    }
-    return n;
 }
