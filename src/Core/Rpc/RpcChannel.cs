@@ -9,7 +9,7 @@ namespace MirrorFS.Core.Rpc;
 
 /// <summary>A gRPC client for one server over a shared HTTP/2 connection pool (cleartext, prior knowledge).
 /// Thread-safe; create one per server and reuse it. Every failure surfaces as <see cref="RpcException"/>.</summary>
-public sealed class RpcChannel : IDisposable
+public sealed partial class RpcChannel : IDisposable
 {
     private const string UserAgent = "mirrorfs-rpc/1";
 
@@ -43,6 +43,7 @@ public sealed class RpcChannel : IDisposable
         }
 
         MaxMessageBytes = options.MaxMessageBytes;
+        _direct = options.DirectHttp2 && Environment.GetEnvironmentVariable("MIRRORFS_RPC_DIRECT") != "0";
         ConnectTimeoutMs = options.ConnectTimeoutMs;
         DefaultUnaryTimeoutMs = options.DefaultUnaryTimeoutMs;
         _ownsInvoker = options.HttpInvoker is null;
@@ -90,6 +91,28 @@ public sealed class RpcChannel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(parser);
+        if (_direct && await GetDirectConnectionAsync() is { } connection)
+        {
+            var (sent, response) = await DirectUnaryAsync(connection, service, method, request, parser, options);
+            if (sent)
+            {
+                return response!;
+            }
+        }
+
+        return await HttpClientUnaryAsync(service, method, request, parser, options);
+    }
+
+    private async Task<TResponse> HttpClientUnaryAsync<TRequest, TResponse>(
+        string service,
+        string method,
+        TRequest request,
+        MessageParser<TResponse> parser,
+        CallOptions options)
+        where TRequest : IMessage<TRequest>
+        where TResponse : IMessage<TResponse>
+    {
+        Interlocked.Increment(ref _httpClientUnaryCalls);
         using var call = new ClientCall(this, GetUri(service, method), options, unary: true, CancellationToken.None);
         await call.StartAsync(request);
         if (!await call.ReadMessageAsync())
@@ -130,10 +153,29 @@ public sealed class RpcChannel : IDisposable
 
     public void Dispose()
     {
+        DisposeDirect();
         if (_ownsInvoker)
         {
             _invoker.Dispose();
         }
+    }
+
+    /// <summary>The call's time limit: the earlier of its timeout and deadline, else the channel's unary default.</summary>
+    private TimeSpan? TimeoutOf(CallOptions options, bool unary)
+    {
+        TimeSpan? timeout = options.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null;
+        if (options.Deadline is { } deadline)
+        {
+            var remaining = deadline.ToUniversalTime() - DateTime.UtcNow;
+            timeout = timeout is { } t && t < remaining ? t : remaining;
+        }
+
+        if (timeout is null && unary && DefaultUnaryTimeoutMs is { } defaultMs)
+        {
+            timeout = TimeSpan.FromMilliseconds(defaultMs);
+        }
+
+        return timeout;
     }
 
     private Uri GetUri(string service, string method)
@@ -195,18 +237,7 @@ public sealed class RpcChannel : IDisposable
             _callerToken = callerToken;
             Path = uri.AbsolutePath;
 
-            TimeSpan? timeout = options.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null;
-            if (options.Deadline is { } deadline)
-            {
-                var remaining = deadline.ToUniversalTime() - DateTime.UtcNow;
-                timeout = timeout is { } t && t < remaining ? t : remaining;
-            }
-
-            if (timeout is null && unary && channel.DefaultUnaryTimeoutMs is { } defaultMs)
-            {
-                timeout = TimeSpan.FromMilliseconds(defaultMs);
-            }
-
+            var timeout = channel.TimeoutOf(options, unary);
             _timeout = timeout;
             var first = options.CancellationToken;
             if (first.CanBeCanceled && callerToken.CanBeCanceled)

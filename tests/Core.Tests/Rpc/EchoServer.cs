@@ -29,12 +29,12 @@ internal sealed class EchoServer : IAsyncDisposable
 
     public string Address => Server.Address;
 
-    public static async Task<EchoServer> StartAsync(string? token = "test-token", int maxMessageBytes = 1024 * 1024)
+    public static async Task<EchoServer> StartAsync(string? token = "test-token", int maxMessageBytes = 1024 * 1024, int port = 0)
     {
         var logs = new CapturingLoggerFactory();
         var server = new RpcServer(new RpcServerOptions
         {
-            Listen = "127.0.0.1:0",
+            Listen = $"127.0.0.1:{port}",
             BearerToken = token,
             MaxMessageBytes = maxMessageBytes,
             LoggerFactory = logs,
@@ -134,9 +134,10 @@ internal sealed class EchoServer : IAsyncDisposable
         });
     }
 
-    public RpcChannel CreateChannel(string? token = null, int maxMessageBytes = 1024 * 1024, bool useServerToken = true) =>
+    public RpcChannel CreateChannel(string? token = null, int maxMessageBytes = 1024 * 1024, bool useServerToken = true, bool direct = true) =>
         new(new RpcChannelOptions
         {
+            DirectHttp2 = direct,
             Address = Address,
             BearerToken = token ?? (useServerToken ? Token : null),
             MaxMessageBytes = maxMessageBytes,

@@ -45,6 +45,11 @@ public sealed class RpcCallTests
         }
 
         Assert.Equal(200, echo.Probe.Calls.Value);
+
+        // All of them went over one direct HTTP/2 connection, none through HttpClient.
+        Assert.Equal(200, channel.DirectUnaryCalls);
+        Assert.Equal(0, channel.HttpClientUnaryCalls);
+        Assert.Equal(1, channel.DirectConnectionsOpened);
     }
 
     [Fact]
