@@ -1,5 +1,6 @@
 // The write path of one inode: buffers contiguous writes as slices, uploads full blocks while writing continues,
 // and commits each slice with WriteSlice only after all of its blocks are stored, in write order.
+using System.Numerics;
 using Microsoft.Extensions.Logging;
 using MirrorFS.Core.Layout;
 using MirrorFS.Core.Meta;
@@ -158,6 +159,9 @@ internal sealed class FileWriter
     private long _dirtyEnd;
     private int _errno;
 
+    /// <summary>First buffer of a slice's first block; it grows fourfold as writes need, up to the block size.</summary>
+    internal const int FirstBufferBytes = 64 * 1024;
+
     public FileWriter(ulong inode, BlockStore blocks, SliceIdPool ids, MetaSession session, ByteBudget budget,
         VfsOptions options, Action<uint, Attr> committed, Action shortage, ILogger log)
     {
@@ -258,13 +262,24 @@ internal sealed class FileWriter
         {
             var inSlice = s.Length;
             var blockIndex = inSlice / bs;
-            if (blockIndex == s.Blocks.Count)
-            {
-                s.Blocks.Add(new byte[bs]);
-            }
-            var block = s.Blocks[blockIndex];
             var inBlock = inSlice % bs;
             var n = Math.Min(bs - inBlock, bytes.Length - at);
+            if (blockIndex == s.Blocks.Count)
+            {
+                // A slice's first block starts small and grows, so a small file does not cost a whole block of
+                // memory (4 MiB zeroed on the large object heap per file); later blocks of a slice are full size.
+                s.Blocks.Add(blockIndex == 0 && n < bs
+                    ? new byte[Math.Min(bs, Math.Max(FirstBufferBytes, (int)BitOperations.RoundUpToPowerOf2((uint)n)))]
+                    : GC.AllocateUninitializedArray<byte>(bs));
+            }
+            var block = s.Blocks[blockIndex];
+            if (inBlock + n > block.Length)
+            {
+                var grown = GC.AllocateUninitializedArray<byte>((int)Math.Min(bs, Math.Max((long)inBlock + n, (long)block.Length * 4)));
+                block.AsSpan(0, inBlock).CopyTo(grown);
+                s.Blocks[blockIndex] = grown;
+                block = grown;
+            }
             bytes.Slice(at, n).CopyTo(block.AsSpan(inBlock));
             s.Length += n;
             at += n;

@@ -513,9 +513,10 @@ public sealed partial class MirrorVfs : IAsyncDisposable
                 return VfsResult<VfsOpen>.Fail(err);
             }
         }
+        Task<ReadChunkReply?>? warm = null;
         if ((flags & OpenFlags.AccessMask) != OpenFlags.WriteOnly && (flags & OpenFlags.Truncate) == 0 && _options.PrefetchBlocks > 0)
         {
-            _ = WarmFirstBlockAsync(ctx, inode);
+            warm = WarmFirstBlockAsync(ctx, inode);
         }
         var r = await Mutate(new OpenRequest { Cred = ctx.ToCred(), Inode = inode, Flags = flags }, static (m, q, c) => m.OpenAsync(q, c));
         if ((flags & OpenFlags.Truncate) != 0)
@@ -526,8 +527,35 @@ public sealed partial class MirrorVfs : IAsyncDisposable
         {
             return VfsResult<VfsOpen>.Fail(r.Errno);
         }
-        return VfsResult<VfsOpen>.Success(new VfsOpen(Opened(st, r.Attr, flags), WithDirty(r.Attr, st)));
+        var fh = Opened(st, r.Attr, flags);
+        if (warm is { IsCompletedSuccessfully: true, Result: { } chunk0 })
+        {
+            KeepWarmChunk(st, chunk0, r.Attr);
+        }
+        return VfsResult<VfsOpen>.Success(new VfsOpen(fh, WithDirty(r.Attr, st)));
     });
+
+    /// <summary>
+    /// Keeps the slice list an open read ahead of its commit, so the first read does not ask for it again, when it
+    /// belongs to exactly the attributes the open returned: same length, mtime and ctime mean no write or truncate
+    /// came between the two, and the list is what a read after the open would get.
+    /// </summary>
+    private void KeepWarmChunk(InodeState st, ReadChunkReply chunk0, Attr opened)
+    {
+        if (chunk0.Attr is not { } seen || seen.Size != opened.Size || seen.MtimeNs != opened.MtimeNs || seen.CtimeNs != opened.CtimeNs
+            || st.Writer is { Dirty: true })
+        {
+            return;
+        }
+        st.TryGetChunk(0, out _, out var generation);
+        st.PutChunk(0, chunk0.Slices.ToArray(), generation);
+        Interlocked.Increment(ref _warmChunksKept);
+    }
+
+    private long _warmChunksKept;
+
+    /// <summary>Opens whose early slice list was kept for the first read.</summary>
+    public long WarmChunksKept => Interlocked.Read(ref _warmChunksKept);
 
     /// <summary>Largest slice whose first block an open starts downloading before its commit returns.</summary>
     internal const int WarmSliceBytesMax = 1 << 20;
@@ -538,14 +566,15 @@ public sealed partial class MirrorVfs : IAsyncDisposable
     /// is read after the open began, so it already shows every write closed before it (close-to-open holds). Best
     /// effort: a failure only means the read fetches the block itself.
     /// </summary>
-    private async Task WarmFirstBlockAsync(VfsContext ctx, ulong inode)
+    private async Task<ReadChunkReply?> WarmFirstBlockAsync(VfsContext ctx, ulong inode)
     {
         try
         {
-            var r = await Read(new ReadChunkRequest { Cred = ctx.ToCred(), Inode = inode, ChunkIndex = 0 }, static (m, q, c) => m.ReadChunkAsync(q, c));
+            var r = await Read(new ReadChunkRequest { Cred = ctx.ToCred(), Inode = inode, ChunkIndex = 0, WithAttr = true },
+                static (m, q, c) => m.ReadChunkAsync(q, c));
             if (r.Errno != 0 || r.Slices.Count == 0)
             {
-                return;
+                return r.Errno == 0 ? r : null;
             }
             foreach (var seg in SliceMap.Visible(r.Slices.ToArray(), 0, Math.Min(_blocks.BlockSize, WarmSliceBytesMax)))
             {
@@ -555,10 +584,12 @@ public sealed partial class MirrorVfs : IAsyncDisposable
                     _blocks.Prefetch(seg.SliceId, seg.SliceSize, seg.OffsetInSlice, seg.Length);
                 }
             }
+            return r;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             _log.LogDebug("open-time download of inode {Inode}'s first block not started: {Error}", inode, e.Message);
+            return null;
         }
     }
 

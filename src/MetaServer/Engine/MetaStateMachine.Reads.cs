@@ -264,6 +264,10 @@ public sealed partial class MetaStateMachine
                     reply.Slices.Add(new Slice { Id = s.Id, Size = s.Size, Offset = s.Offset, Length = s.Length, Pos = s.Pos });
                 }
             }
+            if (r.WithAttr && reply.Errno == 0)
+            {
+                reply.Attr = ToAttr(r.Inode, rec);
+            }
             return reply;
         }
         finally

@@ -168,6 +168,7 @@ public sealed class VfsDataTests(ITestOutputHelper output)
             await Task.Delay(10); // the slice list and the download come in the background
         }
         Assert.Equal(1, reader.WarmedBlocks);
+        Assert.Equal(1, reader.WarmChunksKept); // the early slice list matched the open's attributes, so the read reuses it
         Assert.Equal(gets + 1, store.Gets);
         Assert.Equal(small, await ReadAsync(reader, ino, rfh, 0, 8192));
         Assert.Equal(gets + 1, store.Gets); // the read found the block instead of fetching it again
@@ -176,6 +177,7 @@ public sealed class VfsDataTests(ITestOutputHelper output)
         var bfh = await OpenAsync(reader, bigIno, OpenFlags.ReadOnly);
         Assert.Equal(big, await ReadAsync(reader, bigIno, bfh, 0, big.Length));
         Assert.Equal(1, reader.WarmedBlocks); // the big file's open warmed nothing (its slice list came long before this)
+        Assert.Equal(2, reader.WarmChunksKept);
         Assert.Equal(0, await reader.ReleaseAsync(Ctx, bigIno, bfh));
     }
 

@@ -156,6 +156,10 @@ public abstract class MetaClientContractTests : IAsyncLifetime
         Assert.Equal((64ul << 20) + 15, attr.Attr.Size);
         var chunk = await Meta.ReadChunkAsync(new ReadChunkRequest { Cred = Root, Inode = ino, ChunkIndex = 0 });
         Assert.Equal(ids.FirstId, Assert.Single(chunk.Slices).Id);
+        Assert.Null(chunk.Attr); // attributes only when asked
+        var withAttr = await Meta.ReadChunkAsync(new ReadChunkRequest { Cred = Root, Inode = ino, ChunkIndex = 0, WithAttr = true });
+        Assert.Equal(chunk.Slices, withAttr.Slices);
+        Assert.Equal(attr.Attr, withAttr.Attr);
 
         var t = await Meta.TruncateAsync(S(new TruncateRequest { Inode = ino, Size = 500 }));
         Assert.Equal(0, t.Errno);
