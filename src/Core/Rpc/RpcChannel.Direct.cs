@@ -376,38 +376,7 @@ public sealed partial class RpcChannel
         return null;
     }
 
-    /// <summary>grpc-status of a header block: false when absent; otherwise the failure as an exception (with the
-    /// custom trailers as metadata), null for OK.</summary>
-    private static bool TryStatusOf(List<KeyValuePair<string, string>> fields, out RpcException? error)
-    {
-        error = null;
-        if (Find(fields, GrpcProtocol.StatusHeader) is not { } statusText)
-        {
-            return false;
-        }
-
-        var code = int.TryParse(statusText, NumberStyles.None, CultureInfo.InvariantCulture, out var n)
-            && n is >= 0 and <= 16 ? (StatusCode)n : StatusCode.Unknown;
-        if (code == StatusCode.OK)
-        {
-            return true;
-        }
-
-        var message = Find(fields, GrpcProtocol.MessageHeader) is { } text ? GrpcProtocol.DecodeMessage(text) : string.Empty;
-        RpcMetadata? trailers = null;
-        foreach (var (key, value) in fields)
-        {
-            if (RpcMetadata.IsReservedKey(key) || !RpcMetadata.IsValidKey(key)
-                || key is "date" or "server" or "content-encoding" or "vary")
-            {
-                continue;
-            }
-
-            trailers ??= new RpcMetadata();
-            trailers.AddReceived(key, value);
-        }
-
-        error = new RpcException(code, message, trailers);
-        return true;
-    }
+    /// <summary>grpc-status of a decoded header block (see <see cref="TryStatusOf"/>).</summary>
+    private static bool TryStatusOf(List<KeyValuePair<string, string>> fields, out RpcException? error) =>
+        TryStatusOf(Find(fields, GrpcProtocol.StatusHeader), Find(fields, GrpcProtocol.MessageHeader), fields, out error);
 }

@@ -160,6 +160,43 @@ public sealed partial class RpcChannel : IDisposable
         }
     }
 
+    /// <summary>A call's status from grpc-status and grpc-message (null when absent) and the header block's
+    /// fields: false when there is no status; otherwise the failure as an exception carrying the custom trailers as
+    /// metadata, or null for OK.</summary>
+    private static bool TryStatusOf(string? statusText, string? messageText, IEnumerable<KeyValuePair<string, string>> fields,
+        out RpcException? error)
+    {
+        error = null;
+        if (statusText is null)
+        {
+            return false;
+        }
+
+        var code = int.TryParse(statusText, NumberStyles.None, CultureInfo.InvariantCulture, out var n)
+            && n is >= 0 and <= 16 ? (StatusCode)n : StatusCode.Unknown;
+        if (code == StatusCode.OK)
+        {
+            return true;
+        }
+
+        var message = messageText is null ? string.Empty : GrpcProtocol.DecodeMessage(messageText);
+        RpcMetadata? trailers = null;
+        foreach (var (key, value) in fields)
+        {
+            if (RpcMetadata.IsReservedKey(key) || !RpcMetadata.IsValidKey(key)
+                || key is "date" or "server" or "content-encoding" or "vary")
+            {
+                continue;
+            }
+
+            trailers ??= new RpcMetadata();
+            trailers.AddReceived(key, value);
+        }
+
+        error = new RpcException(code, message, trailers);
+        return true;
+    }
+
     /// <summary>The call's time limit: the earlier of its timeout and deadline, else the channel's unary default.</summary>
     private TimeSpan? TimeoutOf(CallOptions options, bool unary)
     {
@@ -407,48 +444,26 @@ public sealed partial class RpcChannel : IDisposable
             _cts?.Dispose();
         }
 
-        /// <summary>Reads grpc-status from headers or trailers: false when absent; otherwise the failure as an
-        /// exception, null for OK.</summary>
+        /// <summary>Reads grpc-status from headers or trailers (see <see cref="TryStatusOf"/>).</summary>
         private static bool TryReadStatus(HttpHeaders headers, out RpcException? error)
         {
-            error = null;
             var view = headers.NonValidated;
-            if (!view.TryGetValues(GrpcProtocol.StatusHeader, out var statusValues))
-            {
-                return false;
-            }
+            var status = view.TryGetValues(GrpcProtocol.StatusHeader, out var statusValues) ? statusValues.ToString() : null;
+            var message = view.TryGetValues(GrpcProtocol.MessageHeader, out var messageValues) ? messageValues.ToString() : null;
+            return TryStatusOf(status, message, Fields(view), out error);
+        }
 
-            var code = int.TryParse(statusValues.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out var n)
-                && n is >= 0 and <= 16 ? (StatusCode)n : StatusCode.Unknown;
-            if (code == StatusCode.OK)
-            {
-                return true;
-            }
-
-            var message = view.TryGetValues(GrpcProtocol.MessageHeader, out var messageValues)
-                ? GrpcProtocol.DecodeMessage(messageValues.ToString())
-                : string.Empty;
-            RpcMetadata? trailers = null;
+        private static IEnumerable<KeyValuePair<string, string>> Fields(HttpHeadersNonValidated view)
+        {
             foreach (var header in view)
             {
                 var key = header.Key.ToLowerInvariant();
-                if (RpcMetadata.IsReservedKey(key) || !RpcMetadata.IsValidKey(key) || IsHttpHeader(key))
-                {
-                    continue;
-                }
-
-                trailers ??= new RpcMetadata();
                 foreach (var value in header.Value)
                 {
-                    trailers.AddReceived(key, value);
+                    yield return new(key, value);
                 }
             }
-
-            error = new RpcException(code, message, trailers);
-            return true;
         }
-
-        private static bool IsHttpHeader(string key) => key is "date" or "server" or "content-encoding" or "vary";
 
         private RpcException Map(Exception ex)
         {
