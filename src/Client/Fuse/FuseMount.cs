@@ -87,6 +87,12 @@ public sealed unsafe class FuseMount : IDisposable
             throw new FuseMountException($"cannot mount at {mp}: fuse_session_mount failed (needs root or fusermount3, and read/write access to {DevFuse}; see libfuse's message on stderr)");
         }
         options.Logger.LogInformation("FUSE mounted {Mountpoint} ({Options})", mp, optionString);
+        if (options.ReadAheadKb > 0)
+        {
+            // Not now: the kernel lowers the read-ahead to libfuse's max_readahead when it processes the INIT reply,
+            // which comes later; any request after it is late enough.
+            state.OnFirstRequest(() => SetReadAhead(mp, options.ReadAheadKb, options.Logger));
+        }
         return new FuseMount(mp, options, state, session);
     }
 
@@ -282,6 +288,52 @@ public sealed unsafe class FuseMount : IDisposable
             }
         }
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// Sets the mount's read-ahead: the kernel gives a FUSE mount 128 KiB, so a sequential read reaches the file
+    /// system in 128 KiB requests whatever size the FUSE connection allows. Best effort: without the right to write
+    /// /sys (not root) the kernel's default stays, and the mount works as before.
+    /// </summary>
+    internal static bool SetReadAhead(string mountPoint, int kb, ILogger logger)
+    {
+        var device = DeviceOf(mountPoint);
+        if (device is null)
+        {
+            logger.LogWarning("read-ahead of {Mountpoint} not set: the mount is not in /proc/self/mountinfo", mountPoint);
+            return false;
+        }
+        var path = $"/sys/class/bdi/{device}/read_ahead_kb";
+        try
+        {
+            File.WriteAllText(path, kb.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            logger.LogDebug("read-ahead of {Mountpoint} set to {Kb} KiB ({Path})", mountPoint, kb, path);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            logger.LogInformation("read-ahead of {Mountpoint} left at the kernel's default: cannot write {Path}: {Error}", mountPoint, path, e.Message);
+            return false;
+        }
+    }
+
+    /// <summary>"major:minor" of the newest mount at <paramref name="mountPoint"/>, from /proc/self/mountinfo.</summary>
+    internal static string? DeviceOf(string mountPoint, string mountInfo = "/proc/self/mountinfo")
+    {
+        var mp = Path.GetFullPath(mountPoint).TrimEnd('/');
+        if (mp.Length == 0) mp = "/";
+        string? device = null;
+        foreach (var line in File.ReadLines(mountInfo))
+        {
+            // "36 35 0:39 / /mnt/x rw,nosuid - fuse.mirrorfs src rw": field 3 the device, field 5 the mount point
+            // with space, tab, newline and backslash written as octal escapes.
+            var fields = line.Split(' ');
+            if (fields.Length > 4 && Unescape(fields[4]) == mp)
+            {
+                device = fields[2];
+            }
+        }
+        return device;
     }
 
     private static byte[] CString(string s)

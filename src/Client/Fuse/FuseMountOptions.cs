@@ -23,6 +23,9 @@ public sealed class FuseMountOptions
     public bool CloneFd { get; init; }
     /// <summary>libfuse's own request trace on stderr.</summary>
     public bool Debug { get; init; }
+    /// <summary>The mount's kernel read-ahead in KiB, written to its backing device's read_ahead_kb after mounting
+    /// (needs root; 0 leaves the kernel's default, 128 KiB for FUSE).</summary>
+    public int ReadAheadKb { get; init; }
     /// <summary>More -o options passed as they are (each without commas).</summary>
     public IReadOnlyList<string> ExtraOptions { get; init; } = [];
     /// <summary>How long Unmount waits for the loop to stop.</summary>

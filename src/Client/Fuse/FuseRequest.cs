@@ -24,6 +24,7 @@ public sealed unsafe partial class FuseRequest
         Pid = ctx->Pid;
         Umask = ctx->Umask;
         StartTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
+        session.RequestArrived();
     }
 
     /// <summary>Name of the low-level operation, for logs.</summary>

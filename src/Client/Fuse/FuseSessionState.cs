@@ -11,6 +11,9 @@ internal sealed class FuseSessionState
 
     private readonly IFuseRequestObserver? _observer;
 
+    /// <summary>Runs once, on the first request: by then the kernel has processed the INIT reply.</summary>
+    private Action? _firstRequest;
+
     internal FuseSessionState(FuseFileSystem fs, ILogger logger, IFuseRequestObserver? observer = null)
     {
         Fs = fs;
@@ -20,6 +23,23 @@ internal sealed class FuseSessionState
     }
 
     internal FuseFileSystem Fs { get; }
+
+    internal void OnFirstRequest(Action action) => _firstRequest = action;
+
+    internal void RequestArrived()
+    {
+        if (_firstRequest is not null && Interlocked.Exchange(ref _firstRequest, null) is { } action)
+        {
+            try
+            {
+                action();
+            }
+            catch (Exception e)
+            {
+                Logger.LogWarning(e, "FUSE first-request setup failed");
+            }
+        }
+    }
     internal ILogger Logger { get; }
     internal GCHandle Handle { get; }
     internal long InFlight => Interlocked.Read(ref _inFlight);

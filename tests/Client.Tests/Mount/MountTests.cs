@@ -69,6 +69,23 @@ public sealed class MountTests(ITestOutputHelper log) : IAsyncLifetime
     }
 
     [Fact(Timeout = TestTimeoutMs)]
+    public async Task SequentialIoTravelsInOneMiBRequests()
+    {
+        // The mount asks for 1 MiB requests at init (libfuse's default is 128 KiB) and sets a 1 MiB read-ahead (the
+        // kernel gives FUSE 128 KiB): 8 MiB written and read back in 1 MiB pieces take about 8 write and 8 read
+        // requests, not 64 of each.
+        var m = await _env.MountAsync(Mp());
+        await Shell.OkAsync("head -c 8388608 /dev/urandom > /tmp/mirrorfs-req-src && dd if=/tmp/mirrorfs-req-src of=big bs=1M conv=fsync status=none", m.MountPoint);
+        await Shell.OkAsync("sync && echo 3 > /proc/sys/vm/drop_caches");
+        await Shell.OkAsync("dd if=big bs=1M status=none | cmp - /tmp/mirrorfs-req-src && rm -f /tmp/mirrorfs-req-src", m.MountPoint);
+        var stats = Core.Tests.Metrics.PrometheusParser.Parse(await Shell.OkAsync("cat .stats", m.MountPoint));
+        double Ops(string op) => Core.Tests.Metrics.PrometheusParser.Value(stats, "mirrorfs_fuse_ops_duration_seconds_count", ("op", op));
+        log.WriteLine($"8 MiB: {Ops("write")} write requests, {Ops("read")} read requests");
+        Assert.InRange(Ops("write"), 8, 16);
+        Assert.InRange(Ops("read"), 8, 24);
+    }
+
+    [Fact(Timeout = TestTimeoutMs)]
     public async Task FilesSurviveUnmountAndRemount()
     {
         var mp = Mp();
