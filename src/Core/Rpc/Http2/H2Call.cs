@@ -19,7 +19,12 @@ internal enum H2Outcome
 internal sealed class H2Call : IDisposable
 {
     private readonly TaskCompletionSource<H2Outcome> _done = new(TaskCreationOptions.None);
+
+    /// <summary>Orders <see cref="Append"/> (reader thread) against <see cref="Dispose"/> (the caller, maybe after a
+    /// deadline fired while data for the stream was being copied): a returned buffer is never written.</summary>
+    private readonly Lock _gate = new();
     private byte[]? _body;
+    private bool _disposed;
 
     public H2Call(string path, int maxMessageBytes)
     {
@@ -56,11 +61,14 @@ internal sealed class H2Call : IDisposable
     /// declares a length over the limit, so the stream can be reset instead of buffered.</summary>
     public string? Append(ReadOnlySpan<byte> data)
     {
-        if (DiscardBody)
+        lock (_gate)
         {
-            return null;
+            return _disposed || DiscardBody ? null : AppendLocked(data);
         }
+    }
 
+    private string? AppendLocked(ReadOnlySpan<byte> data)
+    {
         var need = BodyLength + data.Length;
         if (_body is null || need > _body.Length)
         {
@@ -99,11 +107,15 @@ internal sealed class H2Call : IDisposable
 
     public void Dispose()
     {
-        if (_body is { } body)
+        lock (_gate)
         {
-            _body = null;
-            BodyLength = 0;
-            ArrayPool<byte>.Shared.Return(body);
+            _disposed = true;
+            if (_body is { } body)
+            {
+                _body = null;
+                BodyLength = 0;
+                ArrayPool<byte>.Shared.Return(body);
+            }
         }
     }
 

@@ -145,11 +145,17 @@ internal sealed class H2Connection : IDisposable
             int maxFrame;
             lock (_stateLock)
             {
+                if (_nextStreamId > int.MaxValue - 2)
+                {
+                    // Stream ids are spent: no new streams here (as after a GOAWAY), so the channel opens another
+                    // connection; this one ends when the server closes it.
+                    _goAwayLastStream = _nextStreamId;
+                }
+
                 if (_closedReason is not null || _goAwayLastStream != int.MaxValue
                     || _calls.Count >= _peerMaxStreams
                     || body.Length > _sendWindow || body.Length > _peerInitialWindow
-                    || headerBlock.Length > _peerMaxFrame
-                    || _nextStreamId > int.MaxValue - 2)
+                    || headerBlock.Length > _peerMaxFrame)
                 {
                     return false;
                 }
