@@ -119,15 +119,15 @@ public static class MountCommand
             };
             var token = MetaConnection.ResolveToken(url, parse.GetValue(tokenFile), ctx);
             var primaryToken = MirrorConnection.ResolvePrimaryToken(url, parse.GetValue(primaryTokenFile), ctx);
-            if (parse.GetValue(background))
-            {
-                var log = parse.GetValue(logFile) ?? Path.Combine(Path.GetTempPath(), $"mirrorfs-{url.Volume}.log");
-                return await StartBackgroundAsync(ctx, url, mp, log, token, primaryToken, ct).ConfigureAwait(false);
-            }
             var readAheadBytes = Sizes.Parse(parse.GetValue(readAhead)!, "--read-ahead");
             if (readAheadBytes > 1L << 30)
             {
                 throw new CliException($"--read-ahead must be at most 1G, not {parse.GetValue(readAhead)}");
+            }
+            if (parse.GetValue(background))
+            {
+                var log = parse.GetValue(logFile) ?? Path.Combine(Path.GetTempPath(), $"mirrorfs-{url.Volume}.log");
+                return await StartBackgroundAsync(ctx, url, mp, log, token, primaryToken, ct).ConfigureAwait(false);
             }
             var settings = new ForegroundSettings(parse.GetValue(readOnly), parse.GetValue(metrics), !parse.GetValue(showInternal),
                 FuseOptionList(parse.GetValue(fuseOptions)), backup, (int)(readAheadBytes / 1024));

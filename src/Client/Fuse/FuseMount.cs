@@ -258,17 +258,7 @@ public sealed unsafe class FuseMount : IDisposable
     }
 
     /// <summary>Whether <paramref name="path"/> is a mount point in this process's mount namespace (reads /proc/self/mountinfo).</summary>
-    public static bool IsMountPoint(string path)
-    {
-        var mp = Path.GetFullPath(path).TrimEnd('/');
-        if (mp.Length == 0) mp = "/";
-        foreach (var line in File.ReadLines("/proc/self/mountinfo"))
-        {
-            var fields = line.Split(' ');
-            if (fields.Length > 4 && Unescape(fields[4]) == mp) return true;
-        }
-        return false;
-    }
+    public static bool IsMountPoint(string path) => DeviceOf(path) is not null;
 
     // mountinfo escapes space, tab, newline and backslash as \ooo.
     private static string Unescape(string s)

@@ -222,16 +222,27 @@ public sealed partial class RpcChannel
         {
             prefix.CopyTo(block, 0);
             var length = prefix.Length;
-            if (timeout is { } t)
+            bool Add(string name, string value)
             {
-                length += HPackWriter.WriteLiteral(block.AsSpan(length), GrpcProtocol.TimeoutHeader, GrpcProtocol.FormatTimeout(t));
+                var n = HPackWriter.WriteLiteral(block.AsSpan(length), name, value);
+                length += Math.Max(n, 0);
+                return n >= 0;
+            }
+
+            // A header that does not fit the estimate sends the call through HttpClient instead.
+            if (timeout is { } t && !Add(GrpcProtocol.TimeoutHeader, GrpcProtocol.FormatTimeout(t)))
+            {
+                return false;
             }
 
             if (metadata is { Count: > 0 })
             {
                 foreach (var entry in metadata)
                 {
-                    length += HPackWriter.WriteLiteral(block.AsSpan(length), entry.Key, entry.Value);
+                    if (!Add(entry.Key, entry.Value))
+                    {
+                        return false;
+                    }
                 }
             }
 

@@ -97,18 +97,6 @@ internal sealed class H2Connection : IDisposable
         }
     }
 
-    /// <summary>Why the connection ended, for tests and diagnostics.</summary>
-    public string? ClosedReason
-    {
-        get
-        {
-            lock (_stateLock)
-            {
-                return _closedReason;
-            }
-        }
-    }
-
     /// <summary>Opens a TCP connection, sends the preface and settings, and starts the reader thread. Throws
     /// SocketException or OperationCanceledException when the server cannot be reached in time.</summary>
     public static async Task<H2Connection> ConnectAsync(string host, int port, string authority, int timeoutMs)

@@ -147,7 +147,7 @@ public sealed class S3ObjectStore : IObjectStore
                 var data = await ReadBodyAsync(response, full, t).ConfigureAwait(false);
                 if (range is null)
                 {
-                    CheckEtag(response.ETag, data, full);
+                    CheckEtag(response, data, full);
                 }
                 // A server may ignore Range and send the whole object (200 rather than 206).
                 return range is not null && response.HttpStatusCode != HttpStatusCode.PartialContent
@@ -371,20 +371,24 @@ public sealed class S3ObjectStore : IObjectStore
         }
     }
 
-    /// <summary>A whole object's body against its ETag when the ETag is a plain MD5 (not a multipart or encrypted
-    /// object's); a mismatch is a damaged transfer, retried as transient.</summary>
-    private void CheckEtag(string? etag, byte[] data, string key)
+    /// <summary>A whole object's body against its ETag when the ETag is a plain MD5: not a multipart object's, and not
+    /// one encrypted with SSE-KMS or a customer key, whose ETags are not the MD5 of the data. A mismatch is a damaged
+    /// transfer, retried as transient.</summary>
+    private void CheckEtag(GetObjectResponse response, byte[] data, string key)
     {
-        var hex = etag?.Trim('"');
-        if (hex is not { Length: 32 } || !hex.All(char.IsAsciiHexDigit))
+        var hex = response.ETag?.Trim('"');
+        var sse = response.ServerSideEncryptionMethod?.Value;
+        if (hex is not { Length: 32 } || !hex.All(char.IsAsciiHexDigit)
+            || sse is { Length: > 0 } && sse != "AES256"
+            || !string.IsNullOrEmpty(response.ServerSideEncryptionCustomerMethod?.Value))
         {
             return;
         }
-        var md5 = Convert.ToHexStringLower(System.Security.Cryptography.MD5.HashData(data));
-        if (!string.Equals(md5, hex, StringComparison.OrdinalIgnoreCase))
+        var md5 = System.Security.Cryptography.MD5.HashData(data);
+        if (!md5.AsSpan().SequenceEqual(Convert.FromHexString(hex)))
         {
             throw new ObjectStoreException(Description, StoreFailure.Transient,
-                $"GET '{key}' returned {data.Length} bytes whose MD5 {md5} does not match the ETag {hex}");
+                $"GET '{key}' returned {data.Length} bytes whose MD5 {Convert.ToHexStringLower(md5)} does not match the ETag {hex}");
         }
     }
 
