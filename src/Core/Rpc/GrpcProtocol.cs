@@ -24,6 +24,13 @@ public static class GrpcProtocol
     /// <summary>Longest timeout the wire accepts (8 digits of hours); longer ones are clamped.</summary>
     public static readonly TimeSpan TimeoutMax = TimeSpan.FromHours(99_999_999);
 
+    private static readonly string[] StatusTexts =
+        Enumerable.Range(0, 17).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
+
+    /// <summary>The <c>grpc-status</c> value of a status code.</summary>
+    internal static string StatusText(StatusCode status) =>
+        (uint)status < (uint)StatusTexts.Length ? StatusTexts[(int)status] : ((int)status).ToString(CultureInfo.InvariantCulture);
+
     /// <summary>Does <paramref name="contentType"/> name gRPC (<c>application/grpc</c>, <c>+proto</c>, or params)?</summary>
     public static bool IsGrpcContentType(string? contentType)
     {

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.AspNetCore.Http;
 
 namespace MirrorFS.Core.Rpc;
@@ -12,9 +10,9 @@ public sealed class RpcCallContext
 
     private readonly CancellationTokenSource _source;
 
-    internal RpcCallContext(HttpContext httpContext, string method, DateTime? deadline, CancellationTokenSource source)
+    internal RpcCallContext(RpcTransport transport, string method, DateTime? deadline, CancellationTokenSource source)
     {
-        HttpContext = httpContext;
+        Transport = transport;
         Method = method;
         Deadline = deadline;
         _source = source;
@@ -31,34 +29,19 @@ public sealed class RpcCallContext
     public CancellationToken CancellationToken { get; }
 
     /// <summary>The caller as gRPC names it: "ipv4:127.0.0.1:40000", "ipv6:[::1]:40000", or "unknown".</summary>
-    public string Peer
-    {
-        get
-        {
-            var connection = HttpContext.Connection;
-            var address = connection.RemoteIpAddress;
-            if (address is { IsIPv4MappedToIPv6: true })
-            {
-                address = address.MapToIPv4();
-            }
-
-            return address switch
-            {
-                null => "unknown",
-                { AddressFamily: AddressFamily.InterNetworkV6 } ip => $"ipv6:[{ip}]:{connection.RemotePort}",
-                IPAddress ip => $"ipv4:{ip}:{connection.RemotePort}",
-            };
-        }
-    }
+    public string Peer => Transport.Peer;
 
     /// <summary>Custom request metadata; protocol headers and <c>authorization</c> are left out.</summary>
-    public RpcMetadata RequestHeaders => _requestHeaders ??= ReadRequestHeaders();
+    public RpcMetadata RequestHeaders => _requestHeaders ??= Transport.ReadMetadata();
 
     /// <summary>Extra trailers sent with the final status (OK or not).</summary>
     public RpcMetadata ResponseTrailers => _responseTrailers ??= new RpcMetadata();
 
-    /// <summary>The underlying HTTP/2 request, for what this context does not expose.</summary>
-    public HttpContext HttpContext { get; }
+    /// <summary>The underlying ASP.NET Core request, for what this context does not expose; null when the call
+    /// came over the server's direct HTTP/2 connection handling.</summary>
+    public HttpContext? HttpContext => (Transport as KestrelRpcTransport)?.Context;
+
+    internal RpcTransport Transport { get; }
 
     internal bool HasResponseTrailers => _responseTrailers is { Count: > 0 };
 
@@ -84,31 +67,5 @@ public sealed class RpcCallContext
         {
             // The call has already ended.
         }
-    }
-
-    private RpcMetadata ReadRequestHeaders()
-    {
-        var metadata = new RpcMetadata();
-        foreach (var header in HttpContext.Request.Headers)
-        {
-            // Kestrel names known headers in canonical case ("User-Agent"); gRPC metadata keys are lower-case.
-            var key = header.Key.ToLowerInvariant();
-
-            // Pseudo-headers (":path") and protocol headers are not metadata.
-            if (key.StartsWith(':') || RpcMetadata.IsReservedKey(key))
-            {
-                continue;
-            }
-
-            foreach (var value in header.Value)
-            {
-                if (value is not null)
-                {
-                    metadata.AddReceived(key, value);
-                }
-            }
-        }
-
-        return metadata;
     }
 }

@@ -26,9 +26,6 @@ public sealed class RpcRouter
     /// <summary>Responses up to this size are serialized into one contiguous span.</summary>
     private const int ContiguousWriteBytesMax = 64 * 1024;
 
-    private static readonly string[] StatusStrings =
-        Enumerable.Range(0, 17).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
-
     private readonly Lock _mapLock = new();
     private readonly byte[]? _tokenHash;
     private string? _lastAccepted;
@@ -127,41 +124,6 @@ public sealed class RpcRouter
         var response = context.Response;
         response.ContentType = GrpcProtocol.ContentType;
 
-        // Authentication comes before the method lookup so that strangers cannot probe which methods exist.
-        if (!IsAuthorized(request))
-        {
-            WriteTrailersOnly(response, StatusCode.Unauthenticated,
-                "missing or wrong bearer token: send 'authorization: Bearer <token>' with the cluster's token", null);
-            return Task.CompletedTask;
-        }
-
-        var path = request.Path.Value ?? string.Empty;
-        if (!_methods.TryGetValue(path, out var method))
-        {
-            WriteTrailersOnly(response, StatusCode.Unimplemented, $"unknown method {Truncate(path)}", null);
-            return Task.CompletedTask;
-        }
-
-        if (_stopping.IsCancellationRequested)
-        {
-            WriteTrailersOnly(response, StatusCode.Unavailable, "server is shutting down; retry on another replica", null);
-            return Task.CompletedTask;
-        }
-
-        TimeSpan? timeout = null;
-        var timeoutHeader = request.Headers[GrpcProtocol.TimeoutHeader];
-        if (timeoutHeader.Count > 0)
-        {
-            if (!GrpcProtocol.TryParseTimeout(timeoutHeader[0], out var parsed))
-            {
-                WriteTrailersOnly(response, StatusCode.Internal,
-                    $"malformed grpc-timeout '{Truncate(timeoutHeader[0] ?? string.Empty)}'", null);
-                return Task.CompletedTask;
-            }
-
-            timeout = parsed;
-        }
-
         // gRPC bounds each message, not the body; Kestrel's body limit would cut server-side streams short.
         var bodySize = context.Features.Get<IHttpMaxRequestBodySizeFeature>();
         if (bodySize is { IsReadOnly: false })
@@ -169,7 +131,70 @@ public sealed class RpcRouter
             bodySize.MaxRequestBodySize = null;
         }
 
-        return ServeAsync(context, method, timeout);
+        var authorization = request.Headers.Authorization;
+        var transport = new KestrelRpcTransport(context);
+        return Admit(transport, request.Path.Value ?? string.Empty, authorization.Count == 1 ? authorization[0] : null,
+            request.Headers[GrpcProtocol.TimeoutHeader] is { Count: > 0 } timeoutHeader ? timeoutHeader[0] : null);
+    }
+
+    /// <summary>Serves a call from the server's direct HTTP/2 handling, whose request body is already received.
+    /// Runs on the connection's I/O thread up to the handler's first wait.</summary>
+    internal Task ServeDirect(Http2.H2ServerStream stream)
+    {
+        if (stream.HttpMethod != "POST")
+        {
+            stream.RespondWithHttpStatus(StatusCodes.Status405MethodNotAllowed);
+            return Task.CompletedTask;
+        }
+
+        if (!GrpcProtocol.IsGrpcContentType(stream.ContentType))
+        {
+            stream.RespondWithHttpStatus(StatusCodes.Status415UnsupportedMediaType);
+            return Task.CompletedTask;
+        }
+
+        return Admit(stream, stream.Path, stream.Authorization, stream.Timeout);
+    }
+
+    /// <summary>The checks every call passes before its handler runs: token, method, shutdown, deadline syntax.</summary>
+    private Task Admit(RpcTransport transport, string path, string? authorization, string? timeoutHeader)
+    {
+        // Authentication comes before the method lookup so that strangers cannot probe which methods exist.
+        if (!IsAuthorized(authorization))
+        {
+            transport.Finish(StatusCode.Unauthenticated,
+                "missing or wrong bearer token: send 'authorization: Bearer <token>' with the cluster's token", null, null,
+                messageWritten: false);
+            return Task.CompletedTask;
+        }
+
+        if (!_methods.TryGetValue(path, out var method))
+        {
+            transport.Finish(StatusCode.Unimplemented, $"unknown method {Truncate(path)}", null, null, messageWritten: false);
+            return Task.CompletedTask;
+        }
+
+        if (_stopping.IsCancellationRequested)
+        {
+            transport.Finish(StatusCode.Unavailable, "server is shutting down; retry on another replica", null, null,
+                messageWritten: false);
+            return Task.CompletedTask;
+        }
+
+        TimeSpan? timeout = null;
+        if (timeoutHeader is not null)
+        {
+            if (!GrpcProtocol.TryParseTimeout(timeoutHeader, out var parsed))
+            {
+                transport.Finish(StatusCode.Internal, $"malformed grpc-timeout '{Truncate(timeoutHeader)}'", null, null,
+                    messageWritten: false);
+                return Task.CompletedTask;
+            }
+
+            timeout = parsed;
+        }
+
+        return ServeAsync(transport, method, timeout);
     }
 
     /// <summary>Middleware form: serves gRPC requests for mapped methods, passes the rest on.</summary>
@@ -184,18 +209,18 @@ public sealed class RpcRouter
         return next(context);
     }
 
-    private async Task ServeAsync(HttpContext http, RpcMethodHandler method, TimeSpan? timeout)
+    private async Task ServeAsync(RpcTransport transport, RpcMethodHandler method, TimeSpan? timeout)
     {
         if (method.Series is not { } series)
         {
-            await ServeCoreAsync(http, method, timeout);
+            await ServeCoreAsync(transport, method, timeout);
             return;
         }
         var start = Stopwatch.GetTimestamp();
         var status = StatusCode.Unknown;
         try
         {
-            status = await ServeCoreAsync(http, method, timeout);
+            status = await ServeCoreAsync(transport, method, timeout);
         }
         finally
         {
@@ -203,9 +228,9 @@ public sealed class RpcRouter
         }
     }
 
-    private async Task<StatusCode> ServeCoreAsync(HttpContext http, RpcMethodHandler method, TimeSpan? timeout)
+    private async Task<StatusCode> ServeCoreAsync(RpcTransport transport, RpcMethodHandler method, TimeSpan? timeout)
     {
-        var aborted = http.RequestAborted;
+        var aborted = transport.Aborted;
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(aborted, _stopping.Token);
         DateTime? deadline = null;
         if (timeout is { } t)
@@ -219,7 +244,7 @@ public sealed class RpcRouter
             }
         }
 
-        var call = new RpcCallContext(http, method.Path, deadline, cts);
+        var call = new RpcCallContext(transport, method.Path, deadline, cts);
         StatusCode status = StatusCode.OK;
         string? message = null;
         RpcMetadata? extraTrailers = null;
@@ -264,43 +289,8 @@ public sealed class RpcRouter
             return StatusCode.Cancelled;
         }
 
-        var response = http.Response;
-        if (!response.HasStarted && !call.MessageWritten)
-        {
-            WriteTrailersOnly(response, status, message, extraTrailers);
-            AddTrailers(response.Headers, call);
-            return status;
-        }
-
-        if (!response.SupportsTrailers())
-        {
-            // Cannot happen on HTTP/2; without trailers the caller could not tell success from failure.
-            http.Abort();
-            return StatusCode.Internal;
-        }
-
-        response.AppendTrailer(GrpcProtocol.StatusHeader, StatusStrings[(int)status]);
-        if (!string.IsNullOrEmpty(message))
-        {
-            response.AppendTrailer(GrpcProtocol.MessageHeader, GrpcProtocol.EncodeMessage(message));
-        }
-
-        if (extraTrailers is { Count: > 0 })
-        {
-            foreach (var entry in extraTrailers)
-            {
-                response.AppendTrailer(entry.Key, entry.Value);
-            }
-        }
-
-        if (call.HasResponseTrailers)
-        {
-            foreach (var entry in call.ResponseTrailers)
-            {
-                response.AppendTrailer(entry.Key, entry.Value);
-            }
-        }
-
+        transport.Finish(status, message, extraTrailers, call.HasResponseTrailers ? call.ResponseTrailers : null,
+            call.MessageWritten);
         return status;
     }
 
@@ -313,10 +303,16 @@ public sealed class RpcRouter
     internal async ValueTask<T> ReadSingleMessageAsync<T>(RpcCallContext call, MessageParser<T> parser)
         where T : IMessage<T>
     {
-        var reader = call.HttpContext.Request.BodyReader;
-        var token = call.CancellationToken;
         T? message = default;
         var have = false;
+        if (call.Transport.BufferedRequestBody is { } body)
+        {
+            ConsumeRequest(call, parser, ref body, completed: true, ref message, ref have);
+            return message!;
+        }
+
+        var reader = call.HttpContext!.Request.BodyReader;
+        var token = call.CancellationToken;
         while (true)
         {
             var result = await reader.ReadAsync(token);
@@ -324,35 +320,12 @@ public sealed class RpcRouter
             var consumed = buffer.Start;
             try
             {
-                if (!have && buffer.Length >= GrpcProtocol.FrameHeaderBytes)
+                if (ConsumeRequest(call, parser, ref buffer, result.IsCompleted, ref message, ref have))
                 {
-                    var length = ReadFrameHeader(call, buffer);
-                    if (buffer.Length - GrpcProtocol.FrameHeaderBytes >= length)
-                    {
-                        message = Parse(parser, buffer.Slice(GrpcProtocol.FrameHeaderBytes, length), call.Method);
-                        have = true;
-                        buffer = buffer.Slice(GrpcProtocol.FrameHeaderBytes + length);
-                        consumed = buffer.Start;
-                    }
-                }
-
-                if (have && !buffer.IsEmpty)
-                {
-                    throw new RpcException(StatusCode.Internal,
-                        $"{call.Method} takes one request message but the client sent more");
-                }
-
-                if (result.IsCompleted)
-                {
-                    if (!have)
-                    {
-                        throw new RpcException(StatusCode.Internal, buffer.IsEmpty
-                            ? $"{call.Method} got no request message"
-                            : $"{call.Method} got a truncated request message");
-                    }
-
                     return message!;
                 }
+
+                consumed = have ? buffer.Start : consumed;
 
                 if (result.IsCanceled)
                 {
@@ -366,6 +339,41 @@ public sealed class RpcRouter
         }
     }
 
+    /// <summary>Takes the request message from what has arrived; true when the call's one message is complete and
+    /// the body has ended. Throws the call's status for compressed, oversized, missing, truncated or extra messages.
+    /// </summary>
+    private bool ConsumeRequest<T>(RpcCallContext call, MessageParser<T> parser, ref ReadOnlySequence<byte> buffer,
+        bool completed, ref T? message, ref bool have)
+        where T : IMessage<T>
+    {
+        if (!have && buffer.Length >= GrpcProtocol.FrameHeaderBytes)
+        {
+            var length = ReadFrameHeader(call, buffer);
+            if (buffer.Length - GrpcProtocol.FrameHeaderBytes >= length)
+            {
+                message = Parse(parser, buffer.Slice(GrpcProtocol.FrameHeaderBytes, length), call.Method);
+                have = true;
+                buffer = buffer.Slice(GrpcProtocol.FrameHeaderBytes + length);
+            }
+        }
+
+        if (have && !buffer.IsEmpty)
+        {
+            throw new RpcException(StatusCode.Internal, $"{call.Method} takes one request message but the client sent more");
+        }
+
+        if (!completed)
+        {
+            return false;
+        }
+
+        return have
+            ? true
+            : throw new RpcException(StatusCode.Internal, buffer.IsEmpty
+                ? $"{call.Method} got no request message"
+                : $"{call.Method} got a truncated request message");
+    }
+
     /// <summary>Appends one framed message to the response without flushing.</summary>
     internal void WriteMessage<T>(RpcCallContext call, T message)
         where T : IMessage<T>
@@ -377,7 +385,7 @@ public sealed class RpcRouter
                 $"{call.Method} response message of {size} bytes exceeds the limit of {_maxMessageBytes} bytes");
         }
 
-        var writer = call.HttpContext.Response.BodyWriter;
+        var writer = call.Transport.ResponseBody;
         if (size <= ContiguousWriteBytesMax)
         {
             var span = writer.GetSpan(GrpcProtocol.FrameHeaderBytes + size);
@@ -402,14 +410,14 @@ public sealed class RpcRouter
         var flag = header[0];
         if (flag == 1)
         {
-            var encoding = call.HttpContext.Request.Headers[GrpcProtocol.EncodingHeader].ToString();
+            var encoding = call.Transport.RequestHeader(GrpcProtocol.EncodingHeader) ?? string.Empty;
             if (encoding.Length == 0 || encoding == "identity")
             {
                 throw new RpcException(StatusCode.Internal,
                     "request message is marked compressed but no grpc-encoding was given");
             }
 
-            call.HttpContext.Response.Headers[GrpcProtocol.AcceptEncodingHeader] = "identity";
+            call.Transport.SetResponseHeader(GrpcProtocol.AcceptEncodingHeader, "identity");
             throw new RpcException(StatusCode.Unimplemented,
                 $"grpc-encoding '{Truncate(encoding)}' is not supported; send uncompressed messages (identity)");
         }
@@ -442,20 +450,14 @@ public sealed class RpcRouter
         }
     }
 
-    private bool IsAuthorized(HttpRequest request)
+    /// <param name="value">The one authorization header, or null when there was none or more than one.</param>
+    private bool IsAuthorized(string? value)
     {
         if (_tokenHash is null)
         {
             return true;
         }
 
-        var header = request.Headers.Authorization;
-        if (header.Count != 1)
-        {
-            return false;
-        }
-
-        var value = header[0];
         const string Scheme = "Bearer ";
         if (value is null || value.Length > AuthorizationCharsMax
             || !value.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase))
@@ -463,7 +465,8 @@ public sealed class RpcRouter
             return false;
         }
 
-        // Kestrel reuses a connection's header value strings; one already accepted needs no second hash.
+        // Kestrel reuses a connection's header value strings, and the HPACK decoder returns the string of a
+        // dynamic-table entry each time it is indexed: one already accepted needs no second hash.
         if (ReferenceEquals(value, Volatile.Read(ref _lastAccepted)))
         {
             return true;
@@ -481,35 +484,6 @@ public sealed class RpcRouter
         }
         Volatile.Write(ref _lastAccepted, value);
         return true;
-    }
-
-    private static void WriteTrailersOnly(HttpResponse response, StatusCode status, string? message, RpcMetadata? extra)
-    {
-        var headers = response.Headers;
-        headers[GrpcProtocol.StatusHeader] = StatusStrings[(int)status];
-        if (!string.IsNullOrEmpty(message))
-        {
-            headers[GrpcProtocol.MessageHeader] = GrpcProtocol.EncodeMessage(message);
-        }
-
-        if (extra is { Count: > 0 })
-        {
-            foreach (var entry in extra)
-            {
-                headers.Append(entry.Key, entry.Value);
-            }
-        }
-    }
-
-    private static void AddTrailers(IHeaderDictionary headers, RpcCallContext call)
-    {
-        if (call.HasResponseTrailers)
-        {
-            foreach (var entry in call.ResponseTrailers)
-            {
-                headers.Append(entry.Key, entry.Value);
-            }
-        }
     }
 
     private void Add(RpcMethodHandler handler)
@@ -614,10 +588,10 @@ public sealed class RpcRouter
             {
                 call.CancellationToken.ThrowIfCancellationRequested();
                 router.WriteMessage(call, message);
-                FlushResult result;
+                bool sent;
                 try
                 {
-                    result = await call.HttpContext.Response.BodyWriter.FlushAsync(call.CancellationToken);
+                    sent = await call.Transport.FlushAsync(call.CancellationToken);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
@@ -626,7 +600,7 @@ public sealed class RpcRouter
                     throw new OperationCanceledException("The client connection is gone.", ex, call.CancellationToken);
                 }
 
-                if (result.IsCanceled || result.IsCompleted)
+                if (!sent)
                 {
                     // The client reset the stream or left; Kestrel may not have fired RequestAborted yet.
                     call.MarkClientGone();

@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace MirrorFS.Core.Rpc;
 
@@ -20,6 +21,7 @@ public sealed class RpcServer : IAsyncDisposable
     private WebApplication? _app;
     private int _port;
     private int _disposed;
+    private long _directConnections;
 
     public RpcServer(RpcServerOptions options)
     {
@@ -68,6 +70,27 @@ public sealed class RpcServer : IAsyncDisposable
         where TResponse : IMessage<TResponse> =>
         Router.MapServerStreaming(service, method, parser, handler);
 
+    /// <summary>Connections served by the server's own HTTP/2 handling (<see cref="RpcServerOptions.DirectHttp2"/>).</summary>
+    public long DirectConnectionsAccepted => Interlocked.Read(ref _directConnections);
+
+    /// <summary>The environment variable with which .NET runs socket completions on its I/O (epoll) thread instead of
+    /// queueing them to the thread pool.</summary>
+    public const string InlineCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
+    /// <summary>For server processes: makes .NET complete socket operations on the I/O thread, so a request read
+    /// from a connection is served on that thread with no hop to the thread pool (the server's handlers never block).
+    /// .NET reads the variable once, when the first asynchronous socket operation starts, so this must run first
+    /// thing in Main. An explicit setting (for instance <c>=0</c>) is left alone. Returns whether it is on.</summary>
+    public static bool PreferInlineSocketCompletions()
+    {
+        if (Environment.GetEnvironmentVariable(InlineCompletionsVariable) is null)
+        {
+            Environment.SetEnvironmentVariable(InlineCompletionsVariable, "1");
+        }
+
+        return Environment.GetEnvironmentVariable(InlineCompletionsVariable) == "1";
+    }
+
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
@@ -87,7 +110,16 @@ public sealed class RpcServer : IAsyncDisposable
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = null;
             kestrel.Limits.Http2.MaxStreamsPerConnection = _options.MaxStreamsPerConnection;
-            kestrel.Listen(_endpoint, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.Listen(_endpoint, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http2;
+                if (_options.DirectHttp2)
+                {
+                    listen.Use(Http2.H2ServerConnection.Middleware(Router, _options.MaxStreamsPerConnection,
+                        _options.LoggerFactory?.CreateLogger("MirrorFS.Core.Rpc.Http2") ?? NullLogger.Instance,
+                        () => Interlocked.Increment(ref _directConnections)));
+                }
+            });
         });
         builder.Services.Configure<HostOptions>(host =>
             host.ShutdownTimeout = TimeSpan.FromMilliseconds(_options.ShutdownTimeoutMs));

@@ -26,6 +26,12 @@ public sealed class RpcServerOptions
     /// (Kestrel's UnsafePreferInlineScheduling): one thread hop less per call. Safe because no handler blocks.</summary>
     public bool InlineScheduling { get; init; } = Environment.GetEnvironmentVariable("MIRRORFS_RPC_INLINE") != "0";
 
+    /// <summary>Serves calls with the server's own HTTP/2 frame handling, run as Kestrel connection middleware, instead
+    /// of Kestrel's HTTP/2 layer: a call is served on the thread that read it and answered from the thread that
+    /// finished it, without the thread-pool hops Kestrel's layer makes for every request and response. On by
+    /// default; <c>MIRRORFS_RPC_DIRECT_SERVER=0</c> turns it off.</summary>
+    public bool DirectHttp2 { get; init; } = Environment.GetEnvironmentVariable("MIRRORFS_RPC_DIRECT_SERVER") != "0";
+
     /// <summary>When set, each call's latency and status are recorded here by method.</summary>
     public MetricsRegistry? Metrics { get; init; }
 

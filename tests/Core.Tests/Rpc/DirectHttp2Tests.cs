@@ -58,11 +58,47 @@ public sealed class DirectHttp2Tests
         Assert.Equal(0, decoder.DynamicCount);
         Assert.Throws<HPackException>(() => decoder.Decode(Hex("be"), fields));
 
-        // Above the advertised table size, Huffman strings, a string running past the block, index 0.
+        // Above the advertised table size, Huffman padding that is not all ones, a string running past the block,
+        // index 0.
         Assert.Throws<HPackException>(() => new HPackDecoder().Decode(Hex("3fe2 1f"), fields));
-        Assert.Throws<HPackException>(() => new HPackDecoder().Decode(Hex("0083 aabb cc01 61"), fields));
+        Assert.Throws<HPackException>(() => new HPackDecoder().Decode(Hex("0081 0001 61"), fields));
         Assert.Throws<HPackException>(() => new HPackDecoder().Decode(Hex("0005 6162"), fields));
         Assert.Throws<HPackException>(() => new HPackDecoder().Decode(Hex("80"), fields));
+    }
+
+    [Fact]
+    public void HPackDecoder_HuffmanStrings_Rfc7541C4()
+    {
+        // RFC 7541 C.4: the C.3 requests again, with every literal Huffman-coded (as grpc-js and nghttp2 send them).
+        var decoder = new HPackDecoder();
+        var fields = new List<KeyValuePair<string, string>>();
+        decoder.Decode(Hex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff"), fields);
+        Assert.Equal([new(":method", "GET"), new(":scheme", "http"), new(":path", "/"), new(":authority", "www.example.com")], fields);
+
+        fields.Clear();
+        decoder.Decode(Hex("8286 84be 5886 a8eb 1064 9cbf"), fields);
+        Assert.Equal(
+            [new(":method", "GET"), new(":scheme", "http"), new(":path", "/"), new(":authority", "www.example.com"), new("cache-control", "no-cache")],
+            fields);
+
+        fields.Clear();
+        decoder.Decode(Hex("8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf"), fields);
+        Assert.Equal(
+            [
+                new(":method", "GET"), new(":scheme", "https"), new(":path", "/index.html"), new(":authority", "www.example.com"),
+                new("custom-key", "custom-value"),
+            ],
+            fields);
+        Assert.Equal(164, decoder.DynamicSize);
+
+        // Every byte value survives a round trip through the encoder, including the 30-bit codes.
+        var all = new string(Enumerable.Range(0, 256).Select(i => (char)i).ToArray());
+        Assert.Equal(all, HPackHuffman.Decode(HPackHuffman.Encode(all)));
+        Assert.Equal(Hex("f1e3 c2e5 f23a 6ba0 ab90 f4ff"), HPackHuffman.Encode("www.example.com"));
+
+        // EOS inside the string (30 ones), and padding of a whole byte or more, are errors.
+        Assert.Throws<HPackException>(() => HPackHuffman.Decode(Hex("ffff fffc")));
+        Assert.Throws<HPackException>(() => HPackHuffman.Decode(Hex("f1e3 c2e5 f23a 6ba0 ab90 f4ff ff")));
     }
 
     [Fact]

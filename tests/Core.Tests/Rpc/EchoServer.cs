@@ -29,7 +29,8 @@ internal sealed class EchoServer : IAsyncDisposable
 
     public string Address => Server.Address;
 
-    public static async Task<EchoServer> StartAsync(string? token = "test-token", int maxMessageBytes = 1024 * 1024, int port = 0)
+    public static async Task<EchoServer> StartAsync(string? token = "test-token", int maxMessageBytes = 1024 * 1024, int port = 0,
+        bool directServer = true, int maxStreams = 256)
     {
         var logs = new CapturingLoggerFactory();
         var server = new RpcServer(new RpcServerOptions
@@ -39,6 +40,8 @@ internal sealed class EchoServer : IAsyncDisposable
             MaxMessageBytes = maxMessageBytes,
             LoggerFactory = logs,
             ShutdownTimeoutMs = 2_000,
+            DirectHttp2 = directServer,
+            MaxStreamsPerConnection = maxStreams,
         });
         var probe = new EchoProbe();
         Map(server.Router, probe);

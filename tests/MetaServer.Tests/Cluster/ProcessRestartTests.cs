@@ -81,6 +81,10 @@ public sealed class ProcessRestartTests(ITestOutputHelper output) : IDisposable
     /// <summary>Directories three deep, files with slices of varied lengths, symlinks, hard links and renames.</summary>
     private static async Task BuildTreeAsync(IMetaClient c, Random rng)
     {
+        // Mutations carry (session, seq) as the client's do, so a call retried after a timeout (the first attempt
+        // may have committed) returns its first result instead of EEXIST.
+        var session = (await c.NewSessionAsync(new NewSessionRequest { Cred = Root, Info = new ClientInfo { Hostname = "prestart" } })).SessionId;
+        ulong seq = 0;
         var dirs = new List<ulong> { 1 };
         var files = new List<ulong>();
         ulong nextSlice = 0;
@@ -93,26 +97,26 @@ public sealed class ProcessRestartTests(ITestOutputHelper output) : IDisposable
             {
                 case 0 or 1 when dirs.Count < 40:
                 {
-                    var r = await c.MkdirAsync(new MkdirRequest { Cred = Root, Parent = parent, Name = name, Mode = 0x1ED });
+                    var r = await c.MkdirAsync(new MkdirRequest { SessionId = session, Seq = ++seq, AckedSeq = seq - 1, Cred = Root, Parent = parent, Name = name, Mode = 0x1ED });
                     Check(r.Errno, "mkdir");
                     dirs.Add(r.Attr.Inode);
                     break;
                 }
                 case 2 when files.Count > 0:
                 {
-                    var r = await c.SymlinkAsync(new SymlinkRequest { Cred = Root, Parent = parent, Name = name, Target = ByteString.CopyFromUtf8($"../t{i}") });
+                    var r = await c.SymlinkAsync(new SymlinkRequest { SessionId = session, Seq = ++seq, AckedSeq = seq - 1, Cred = Root, Parent = parent, Name = name, Target = ByteString.CopyFromUtf8($"../t{i}") });
                     Check(r.Errno, "symlink");
                     break;
                 }
                 case 3 when files.Count > 0:
                 {
-                    var r = await c.LinkAsync(new LinkRequest { Cred = Root, Inode = files[rng.Next(files.Count)], NewParent = parent, NewName = name });
+                    var r = await c.LinkAsync(new LinkRequest { SessionId = session, Seq = ++seq, AckedSeq = seq - 1, Cred = Root, Inode = files[rng.Next(files.Count)], NewParent = parent, NewName = name });
                     Check(r.Errno, "link");
                     break;
                 }
                 default:
                 {
-                    var r = await c.MknodAsync(new MknodRequest { Cred = Root, Parent = parent, Name = name, Mode = 0x81A4 });
+                    var r = await c.MknodAsync(new MknodRequest { SessionId = session, Seq = ++seq, AckedSeq = seq - 1, Cred = Root, Parent = parent, Name = name, Mode = 0x81A4 });
                     Check(r.Errno, "mknod");
                     files.Add(r.Attr.Inode);
                     // One or two slices per file, as a client records its writes.
@@ -127,7 +131,7 @@ public sealed class ProcessRestartTests(ITestOutputHelper output) : IDisposable
                         var length = (uint)rng.Next(1, 5 << 20);
                         var w = await c.WriteSliceAsync(new WriteSliceRequest
                         {
-                            Cred = Root, Inode = r.Attr.Inode, ChunkIndex = (uint)rng.Next(2),
+                            SessionId = session, Seq = ++seq, AckedSeq = seq - 1, Cred = Root, Inode = r.Attr.Inode, ChunkIndex = (uint)rng.Next(2),
                             Slice = new Slice { Id = nextSlice++, Size = length, Offset = 0, Length = length, Pos = (uint)rng.Next(1 << 20) },
                         });
                         sliceLeft--;
@@ -138,7 +142,7 @@ public sealed class ProcessRestartTests(ITestOutputHelper output) : IDisposable
             }
         }
         // A rename and an unlink, so the replayed log holds more than creations.
-        Check((await c.RenameAsync(new RenameRequest { Cred = Root, Parent = 1, Name = ByteString.CopyFromUtf8("e0"), NewParent = 1, NewName = ByteString.CopyFromUtf8("renamed") })).Errno, "rename");
+        Check((await c.RenameAsync(new RenameRequest { SessionId = session, Seq = ++seq, AckedSeq = seq - 1, Cred = Root, Parent = 1, Name = ByteString.CopyFromUtf8("e0"), NewParent = 1, NewName = ByteString.CopyFromUtf8("renamed") })).Errno, "rename");
     }
 
     /// <summary>Every path with its type, inode, mode, nlink, length, symlink target and chunk slices.</summary>

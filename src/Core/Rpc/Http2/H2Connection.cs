@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using static MirrorFS.Core.Rpc.Http2.H2Wire;
 
 namespace MirrorFS.Core.Rpc.Http2;
 
@@ -15,42 +16,13 @@ namespace MirrorFS.Core.Rpc.Http2;
 /// </summary>
 internal sealed class H2Connection : IDisposable
 {
-    private const byte FrameData = 0x0;
-    private const byte FrameHeaders = 0x1;
-    private const byte FrameRstStream = 0x3;
-    private const byte FrameSettings = 0x4;
-    private const byte FramePushPromise = 0x5;
-    private const byte FramePing = 0x6;
-    private const byte FrameGoAway = 0x7;
-    private const byte FrameWindowUpdate = 0x8;
-    private const byte FrameContinuation = 0x9;
-
-    private const byte FlagEndStream = 0x1;
-    private const byte FlagAck = 0x1;
-    private const byte FlagEndHeaders = 0x4;
-    private const byte FlagPadded = 0x8;
-    private const byte FlagPriority = 0x20;
-
-    private const int ErrorNone = 0x0;
-    private const int ErrorProtocol = 0x1;
-    private const int ErrorRefusedStream = 0x7;
-    private const int ErrorCancel = 0x8;
-
-    private const int FrameHeaderBytes = 9;
-
-    /// <summary>The largest frame this side accepts (the protocol's default SETTINGS_MAX_FRAME_SIZE).</summary>
-    private const int ReceiveFrameMax = 16_384;
-
     /// <summary>Receive windows this side grants: per stream (SETTINGS_INITIAL_WINDOW_SIZE) and for the connection.
     /// Credit is returned when half is used.</summary>
     private const int StreamReceiveWindow = 8 << 20;
     private const int ConnectionReceiveWindow = 32 << 20;
-    private const int DefaultWindow = 65_535;
 
     /// <summary>A header block (with CONTINUATIONs) larger than this closes the connection.</summary>
     private const int HeaderBlockMax = 256 * 1024;
-
-    private static ReadOnlySpan<byte> Preface => "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"u8;
 
     private readonly Socket _socket;
     private readonly Lock _writeLock = new();
@@ -790,20 +762,10 @@ internal sealed class H2Connection : IDisposable
         return _writeBuffer;
     }
 
-    private static ReadOnlySpan<byte> StripPadding(byte flags, ReadOnlySpan<byte> payload, int skip)
-    {
-        if ((flags & FlagPadded) == 0)
-        {
-            return payload.Length >= skip ? payload[skip..] : throw new H2ProtocolException("a frame too short for its fields");
-        }
-
-        if (payload.Length < 1 + skip || payload[0] > payload.Length - 1 - skip)
-        {
-            throw new H2ProtocolException("padding longer than the frame");
-        }
-
-        return payload.Slice(1 + skip, payload.Length - 1 - skip - payload[0]);
-    }
+    private static ReadOnlySpan<byte> StripPadding(byte flags, ReadOnlySpan<byte> payload, int skip) =>
+        TryStripPadding(flags, payload, skip, out var content)
+            ? content
+            : throw new H2ProtocolException("padding longer than the frame, or a frame too short for its fields");
 
     private static bool IsGrpcResponse(List<KeyValuePair<string, string>> fields)
     {
@@ -826,20 +788,6 @@ internal sealed class H2Connection : IDisposable
 
     private static int PayloadLength(byte[] buffer, int start) =>
         (buffer[start] << 16) | (buffer[start + 1] << 8) | buffer[start + 2];
-
-    private static int WriteFrameHeader(Span<byte> destination, int length, byte type, byte flags, int streamId)
-    {
-        destination[0] = (byte)(length >> 16);
-        destination[1] = (byte)(length >> 8);
-        destination[2] = (byte)length;
-        destination[3] = type;
-        destination[4] = flags;
-        BinaryPrimitives.WriteUInt32BigEndian(destination[5..], (uint)streamId);
-        return FrameHeaderBytes;
-    }
-
-    private static int WriteFrameHeader(byte[] destination, int length, byte type, byte flags, int streamId) =>
-        WriteFrameHeader(destination.AsSpan(), length, type, flags, streamId);
 
     private sealed class H2ProtocolException(string message) : Exception(message);
 

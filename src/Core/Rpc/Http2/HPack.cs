@@ -15,6 +15,7 @@ internal static class HPackWriter
     internal const int MethodPostIndex = 3;
     internal const int PathIndex = 4;
     internal const int SchemeHttpIndex = 6;
+    internal const int StatusIndex = 8;
     internal const int AuthorizationIndex = 23;
     internal const int ContentTypeIndex = 31;
     internal const int UserAgentIndex = 58;
@@ -128,8 +129,7 @@ internal static class HPackWriter
 }
 
 /// <summary>An HPACK decoder (RFC 7541): static table, dynamic table with eviction and size updates, all literal
-/// forms. Huffman-coded strings are refused: the one server this client talks to (Kestrel) never sends them, and a
-/// connection that meets one is closed so the caller falls back to the general HTTP client.</summary>
+/// forms, Huffman-coded strings.</summary>
 internal sealed class HPackDecoder
 {
     /// <summary>RFC 7541 Appendix A.</summary>
@@ -285,12 +285,9 @@ internal sealed class HPackDecoder
             throw new HPackException("a header string runs past the end of the block");
         }
 
-        if (huffman)
-        {
-            throw new HPackException("the server sent a Huffman-coded header string, which this client does not decode");
-        }
-
-        var value = Encoding.Latin1.GetString(block.Slice(at, length));
+        var value = huffman
+            ? HPackHuffman.Decode(block.Slice(at, length))
+            : Encoding.Latin1.GetString(block.Slice(at, length));
         at += length;
         return value;
     }
@@ -328,5 +325,138 @@ internal sealed class HPackDecoder
                 return value;
             }
         }
+    }
+}
+
+/// <summary>The HPACK string code (RFC 7541 Appendix B). The code is canonical (codes of one length are consecutive
+/// and follow symbol order, shorter lengths first), so the table below holds only each symbol's code length and the
+/// codes are rebuilt from it.</summary>
+internal static class HPackHuffman
+{
+    private const int EndOfString = 256;
+
+    /// <summary>Code length in bits of symbols 0-255 and of EOS (256).</summary>
+    private static readonly byte[] Lengths =
+    [
+        13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 30, 28, 28, 28, 28, 28,
+        28, 28, 28, 28, 6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6,
+        12, 10, 13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6, 15, 5,
+        6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6, 6, 5, 6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28, 20, 22, 20, 20, 22,
+        22, 22, 23, 22, 23, 23, 23, 23, 23, 24, 23, 24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24, 22,
+        21, 20, 22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23, 21, 21, 22, 21, 23, 22, 23, 23, 20, 22, 22, 22, 23,
+        22, 22, 23, 26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25, 19, 21, 26, 27, 27, 26, 27, 24, 21,
+        21, 26, 26, 28, 27, 27, 27, 20, 24, 20, 21, 22, 21, 21, 23, 22, 22, 25, 25, 24, 24, 26, 23, 26, 27, 26, 26, 27,
+        27, 27, 27, 27, 28, 27, 27, 27, 27, 27, 26, 30,
+    ];
+
+    private const int LengthMax = 30;
+
+    /// <summary>Per length L: the first code of that length, how many codes have it, and where its symbols start
+    /// in <see cref="Symbols"/>.</summary>
+    private static readonly uint[] FirstCode = new uint[LengthMax + 1];
+    private static readonly int[] CountOf = new int[LengthMax + 1];
+    private static readonly int[] SymbolStart = new int[LengthMax + 1];
+
+    /// <summary>Symbols ordered by (code length, symbol).</summary>
+    private static readonly short[] Symbols = new short[257];
+
+    /// <summary>Each symbol's code, right-aligned.</summary>
+    private static readonly uint[] Codes = new uint[257];
+
+    static HPackHuffman()
+    {
+        foreach (var length in Lengths)
+        {
+            CountOf[length]++;
+        }
+
+        uint code = 0;
+        var start = 0;
+        for (var length = 1; length <= LengthMax; length++)
+        {
+            code <<= 1;
+            FirstCode[length] = code;
+            SymbolStart[length] = start;
+            code += (uint)CountOf[length];
+            start += CountOf[length];
+        }
+
+        var next = new int[LengthMax + 1];
+        for (var symbol = 0; symbol <= EndOfString; symbol++)
+        {
+            var length = Lengths[symbol];
+            var rank = next[length]++;
+            Symbols[SymbolStart[length] + rank] = (short)symbol;
+            Codes[symbol] = FirstCode[length] + (uint)rank;
+        }
+    }
+
+    /// <summary>Decodes a Huffman-coded string; the padding must be the most significant bits of EOS (all ones)
+    /// and shorter than a byte, and EOS itself must not appear (RFC 7541 §5.2).</summary>
+    public static string Decode(ReadOnlySpan<byte> encoded)
+    {
+        // Every symbol takes at least 5 bits, so 8 bytes hold at most 12 symbols.
+        var output = encoded.Length <= 256 ? stackalloc char[encoded.Length * 8 / 5 + 1] : new char[encoded.Length * 8 / 5 + 1];
+        var count = 0;
+        uint code = 0;
+        var length = 0;
+        foreach (var b in encoded)
+        {
+            for (var bit = 7; bit >= 0; bit--)
+            {
+                code = (code << 1) | (uint)((b >> bit) & 1);
+                length++;
+                var offset = code - FirstCode[length];
+                if (offset < (uint)CountOf[length])
+                {
+                    var symbol = Symbols[SymbolStart[length] + (int)offset];
+                    if (symbol == EndOfString)
+                    {
+                        throw new HPackException("a Huffman-coded header string contains EOS");
+                    }
+
+                    output[count++] = (char)symbol;
+                    code = 0;
+                    length = 0;
+                }
+                else if (length == LengthMax)
+                {
+                    throw new HPackException("a Huffman-coded header string holds an invalid code");
+                }
+            }
+        }
+
+        if (length > 7 || code != (1u << length) - 1)
+        {
+            throw new HPackException("a Huffman-coded header string has invalid padding");
+        }
+
+        return new string(output[..count]);
+    }
+
+    /// <summary>Huffman-codes <paramref name="value"/> (Latin-1); used by tests to produce what other encoders send.</summary>
+    public static byte[] Encode(string value)
+    {
+        var bytes = new List<byte>();
+        ulong buffer = 0;
+        var bits = 0;
+        foreach (var c in value)
+        {
+            var symbol = c <= 0xFF ? c : '?';
+            buffer = (buffer << Lengths[symbol]) | Codes[symbol];
+            bits += Lengths[symbol];
+            while (bits >= 8)
+            {
+                bits -= 8;
+                bytes.Add((byte)(buffer >> bits));
+            }
+        }
+
+        if (bits > 0)
+        {
+            bytes.Add((byte)((buffer << (8 - bits)) | (0xFFu >> bits)));
+        }
+
+        return [.. bytes];
     }
 }
