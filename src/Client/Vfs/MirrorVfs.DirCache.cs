@@ -102,8 +102,55 @@ public sealed partial class MirrorVfs
     }
 
     /// <summary>This client changed the entries of <paramref name="dir"/> (and so its mtime and maybe nlink).</summary>
-    private void DirChanged(ulong dir) => _dirCache?.InvalidateDir(dir);
+    private const int OwnDirAttrsMax = 4096;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, (Attr Attr, long Until)> _ownDirAttrs = new();
+
+    private void DirChanged(ulong dir)
+    {
+        _dirCache?.InvalidateDir(dir);
+        _ownDirAttrs.TryRemove(dir, out _);
+    }
 
     /// <summary>This client changed the attributes of <paramref name="inode"/>.</summary>
-    private void AttrChanged(ulong inode) => _dirCache?.InvalidateChild(inode);
+    private void AttrChanged(ulong inode)
+    {
+        _dirCache?.InvalidateChild(inode);
+        _ownDirAttrs.TryRemove(inode, out _);
+    }
+
+    /// <summary>Keeps a directory's attributes as this client's own create returned them, for the attribute timeout.
+    /// The kernel drops a directory's cached attributes after each create in it (its mtime moved) and asks for them
+    /// before its next permission check there; that answer is already known. What another client changes in the
+    /// meantime shows after the timeout, as with the kernel's own attribute cache.</summary>
+    private void NoteOwnDirAttr(Attr attr)
+    {
+        if (_options.AttrTimeoutSec <= 0)
+        {
+            return;
+        }
+
+        if (_ownDirAttrs.Count >= OwnDirAttrsMax)
+        {
+            _ownDirAttrs.Clear();
+        }
+
+        _ownDirAttrs[attr.Inode] = (attr, Environment.TickCount64 + (long)(_options.AttrTimeoutSec * 1000));
+    }
+
+    private Attr? OwnDirAttr(ulong inode)
+    {
+        if (!_ownDirAttrs.TryGetValue(inode, out var own))
+        {
+            return null;
+        }
+
+        if (Environment.TickCount64 < own.Until)
+        {
+            return own.Attr;
+        }
+
+        _ownDirAttrs.TryRemove(new KeyValuePair<ulong, (Attr, long)>(inode, own));
+        return null;
+    }
 }

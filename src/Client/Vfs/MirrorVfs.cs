@@ -357,6 +357,12 @@ public sealed partial class MirrorVfs : IAsyncDisposable
 
     public Task<VfsResult<VfsAttr>> GetAttrAsync(VfsContext ctx, ulong inode) => Guard("getattr", inode, async () =>
     {
+        if (OwnDirAttr(inode) is { } own)
+        {
+            Interlocked.Increment(ref _ownDirAttrHits);
+            return VfsResult<VfsAttr>.Success(new VfsAttr(own, _options.AttrTimeoutSec));
+        }
+
         var r = await Read(new GetAttrRequest { Cred = ctx.ToCred(), Inode = inode }, static (m, q, c) => m.GetAttrAsync(q, c));
         if (r.Errno != 0)
         {
@@ -553,9 +559,13 @@ public sealed partial class MirrorVfs : IAsyncDisposable
     }
 
     private long _warmChunksKept;
+    private long _ownDirAttrHits;
 
     /// <summary>Opens whose early slice list was kept for the first read.</summary>
     public long WarmChunksKept => Interlocked.Read(ref _warmChunksKept);
+
+    /// <summary>Directory getattrs answered with the attributes this client's own create returned.</summary>
+    public long OwnDirAttrHits => Interlocked.Read(ref _ownDirAttrHits);
 
     /// <summary>Largest slice whose first block an open starts downloading before its commit returns.</summary>
     internal const int WarmSliceBytesMax = 1 << 20;
@@ -620,6 +630,10 @@ public sealed partial class MirrorVfs : IAsyncDisposable
             if (r.Errno != 0)
             {
                 return VfsResult<VfsCreate>.Fail(r.Errno);
+            }
+            if (r.ParentAttr is { } parentAttr && parentAttr.Inode == parent)
+            {
+                NoteOwnDirAttr(parentAttr);
             }
             var fh = Opened(State(r.Attr.Inode), r.Attr, flags);
             _noCapability.NoteAbsent(r.Attr.Inode); // a new file has no xattrs; its first write need not ask

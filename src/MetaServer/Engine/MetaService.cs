@@ -97,8 +97,22 @@ public sealed partial class MetaService : IMetaClient
     public Task<MknodReply> MknodAsync(MknodRequest r, CancellationToken ct = default) =>
         MutateAsync(r, static (c, o) => c.Mknod = o, Alloc.Inode, MknodReply.Parser, ct);
 
-    public Task<CreateReply> CreateAsync(CreateRequest r, CancellationToken ct = default) =>
-        MutateAsync(r, static (c, o) => c.Create = o, Alloc.Inode, CreateReply.Parser, ct);
+    public async Task<CreateReply> CreateAsync(CreateRequest r, CancellationToken ct = default)
+    {
+        var reply = await MutateAsync(r, static (c, o) => c.Create = o, Alloc.Inode, CreateReply.Parser, ct);
+        if (reply.Errno == 0)
+        {
+            // The parent as it is now (its mtime and ctime moved), for the client to answer the kernel's next
+            // getattr of it. Added here, not by the state machine: its replies are logged and frozen.
+            var parent = _state.GetAttr(new GetAttrRequest { Cred = r.Cred, Inode = r.Parent });
+            if (parent.Errno == 0)
+            {
+                reply.ParentAttr = parent.Attr;
+            }
+        }
+
+        return reply;
+    }
 
     public Task<MkdirReply> MkdirAsync(MkdirRequest r, CancellationToken ct = default) =>
         MutateAsync(r, static (c, o) => c.Mkdir = o, Alloc.Inode, MkdirReply.Parser, ct);

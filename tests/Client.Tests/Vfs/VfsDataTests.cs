@@ -143,6 +143,33 @@ public sealed class VfsDataTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task ADirectorysGetattrAfterOwnCreateIsAnsweredFromTheCreateReply()
+    {
+        await using var f = await VfsFixture.StartAsync();
+        var vfs = await f.MountAsync();
+        var dir = await vfs.MkdirAsync(Ctx, 1, Name("d"), 0x41ED, 0x12);
+        Assert.Equal(0, dir.Errno);
+        var d = dir.Value!.Inode;
+
+        var (ino, fh) = await CreateAsync(vfs, "f", d);
+        Assert.Equal(0, await vfs.ReleaseAsync(Ctx, ino, fh));
+        var mine = await vfs.GetAttrAsync(Ctx, d);
+
+        // What the kernel gets is the server's view of the directory after the create, without asking again.
+        Assert.Equal(1, vfs.OwnDirAttrHits);
+        var server = (await f.Meta.GetAttrAsync(new GetAttrRequest { Cred = new Credentials(), Inode = d })).Attr;
+        Assert.Equal(server.MtimeNs, mine.Value!.Attr.MtimeNs);
+        Assert.Equal(server.CtimeNs, mine.Value.Attr.CtimeNs);
+        Assert.Equal(server.Nlink, mine.Value.Attr.Nlink);
+
+        // Any other change there by this client sends the next getattr to the server.
+        Assert.Equal(0, await vfs.UnlinkAsync(Ctx, d, Name("f")));
+        var after = await vfs.GetAttrAsync(Ctx, d);
+        Assert.Equal(1, vfs.OwnDirAttrHits);
+        Assert.True(after.Value!.Attr.MtimeNs >= server.MtimeNs);
+    }
+
+    [Fact]
     public async Task OpeningASmallFileForReadingStartsItsBlockDownloadAndTheReadUsesIt()
     {
         var store = new FlakyStore(new MemoryObjectStore());

@@ -132,6 +132,9 @@ public abstract class MetaClientContractTests : IAsyncLifetime
         var f = await Meta.CreateAsync(S(new CreateRequest { Parent = 1, Name = N("data.bin"), Mode = 0x81A4 }));
         Assert.Equal(0, f.Errno);
         var ino = f.Attr.Inode;
+        // The reply carries the parent as a getattr now shows it (the create moved its mtime).
+        var root = (await Meta.GetAttrAsync(new GetAttrRequest { Cred = Root, Inode = 1 })).Attr;
+        Assert.Equal(root, f.ParentAttr);
         var ids = await Meta.NewSliceIdsAsync(S(new NewSliceIdsRequest { Count = 3 }));
         Assert.Equal(0, ids.Errno);
         Assert.Equal(3u, ids.Count);

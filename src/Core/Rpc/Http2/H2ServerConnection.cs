@@ -40,7 +40,6 @@ internal sealed class H2ServerConnection
     private readonly Lock _lock = new();
     private readonly Dictionary<int, H2ServerStream> _streams = [];
     private readonly HPackDecoder _decoder = new();
-    private readonly List<KeyValuePair<string, string>> _fields = [];
 
     // Guarded by _lock.
     private byte[] _out = new byte[16 * 1024];
@@ -400,10 +399,10 @@ internal sealed class H2ServerConnection
         var block = _headerBlock!;
         var streamId = _headerStream;
         _headerBlock = null;
-        _fields.Clear();
+        var fields = new List<KeyValuePair<string, string>>(8);
         try
         {
-            _decoder.Decode(block.AsSpan(0, _headerBlockLength), _fields);
+            _decoder.Decode(block.AsSpan(0, _headerBlockLength), fields);
         }
         catch (HPackException ex)
         {
@@ -433,7 +432,7 @@ internal sealed class H2ServerConnection
                 refuse = _goAwaySent || _closed || _streams.Count >= _maxStreams;
                 if (!refuse)
                 {
-                    stream = new H2ServerStream(this, streamId, [.. _fields], _peerInitialWindow);
+                    stream = new H2ServerStream(this, streamId, fields, _peerInitialWindow);
                     _streams.Add(streamId, stream);
                 }
             }
@@ -637,17 +636,16 @@ internal sealed class H2ServerConnection
 
             if (trailers is not null)
             {
-                var block = new ArrayBufferWriter<byte>(128);
-                EncodeFields(block, 0, null, trailers);
+                var block = IsOkStatusOnly(trailers) ? OkTrailerBlock : EncodeBlock(0, null, trailers);
                 if (stream.PendingLength == 0)
                 {
-                    AppendHeaderBlockFrames(stream.Id, block.WrittenSpan, endStream: true);
+                    AppendHeaderBlockFrames(stream.Id, block, endStream: true);
                     stream.Ended = true;
                     FinishLocked(stream);
                     return Task.FromResult(true);
                 }
 
-                stream.PendingTrailers = block.WrittenSpan.ToArray();
+                stream.PendingTrailers = block;
             }
 
             FlushOut();
@@ -790,9 +788,32 @@ internal sealed class H2ServerConnection
         return sent;
     }
 
+    /// <summary>":status: 200" and "content-type: application/grpc", the response headers of nearly every call.</summary>
+    private static readonly byte[] OkHeaderBlock = EncodeBlock(200, null, null);
+
+    /// <summary>"grpc-status: 0" alone, the trailers of nearly every call.</summary>
+    private static readonly byte[] OkTrailerBlock = EncodeBlock(0, null, [new(GrpcProtocol.StatusHeader, "0")]);
+
+    private static byte[] EncodeBlock(int status, List<KeyValuePair<string, string>>? headers,
+        List<KeyValuePair<string, string>>? trailers)
+    {
+        var block = new ArrayBufferWriter<byte>(64);
+        EncodeFields(block, status, headers, trailers);
+        return block.WrittenSpan.ToArray();
+    }
+
+    private static bool IsOkStatusOnly(List<KeyValuePair<string, string>> trailers) =>
+        trailers is [{ Key: GrpcProtocol.StatusHeader, Value: "0" }];
+
     private void AppendHeaders(int streamId, int status, List<KeyValuePair<string, string>>? headers,
         List<KeyValuePair<string, string>>? trailers, bool endStream)
     {
+        if (status == 200 && headers is null && trailers is null)
+        {
+            AppendHeaderBlockFrames(streamId, OkHeaderBlock, endStream);
+            return;
+        }
+
         var block = new ArrayBufferWriter<byte>(128);
         EncodeFields(block, status, headers, trailers);
         AppendHeaderBlockFrames(streamId, block.WrittenSpan, endStream);
