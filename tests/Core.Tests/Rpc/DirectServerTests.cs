@@ -168,6 +168,40 @@ public sealed class DirectServerTests
         Assert.Equal("0", response.TrailingHeaders.GetValues("grpc-status").Single());
     }
 
+    [Fact]
+    public async Task SlowReaderWithAHugeWindow_HoldsBackTheHandler_ThenGetsEveryMessageInOrder()
+    {
+        // The client grants a 2 GiB window and reads nothing for a while: flow control does not stop the server,
+        // so its own bound on unsent bytes must make the streaming handler wait.
+        await using var echo = await EchoServer.StartAsync();
+        using var h2 = await RawH2.ConnectAsync(echo.Address, initialWindow: int.MaxValue);
+        h2.Send(0x1, 0x4, 1, RequestBlock(echo.Token!, method: "Stream"));
+        h2.Send(0x0, 0x1, 1, RpcWireTests.Frame(new StreamRequest { Count = 40, PayloadBytes = 1_000_000 }));
+
+        var sent = -1;
+        for (var i = 0; i < 50 && echo.Probe.StreamMessagesSent != sent; i++)
+        {
+            sent = echo.Probe.StreamMessagesSent;
+            await Task.Delay(100);
+        }
+
+        Assert.InRange(echo.Probe.StreamMessagesSent, 1, 39); // 40 MB cannot all be in socket buffers
+
+        var (_, data, trailers, _) = h2.ReadResponse(1);
+        var index = 0;
+        for (var at = 0; at < data.Length; index++)
+        {
+            var length = (int)BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(at + 1));
+            var reply = EchoReply.Parser.ParseFrom(data.AsSpan(at + 5, length));
+            Assert.Equal(index, reply.Index);
+            Assert.Equal(1_000_000, reply.Payload.Length);
+            at += 5 + length;
+        }
+
+        Assert.Equal(40, index);
+        Assert.Contains(new KeyValuePair<string, string>("grpc-status", "0"), trailers);
+    }
+
     private static byte[] RequestBlock(string token, string method = "Unary", Action<List<byte>>? extra = null)
     {
         var block = new List<byte> { 0x83, 0x86 }; // :method POST, :scheme http
@@ -211,14 +245,28 @@ public sealed class DirectServerTests
 
         private RawH2(Socket socket) => _socket = socket;
 
-        public static async Task<RawH2> ConnectAsync(string address)
+        public static async Task<RawH2> ConnectAsync(string address, int? initialWindow = null)
         {
             var (host, port) = Split(address);
             var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = (int)WaitMax.TotalMilliseconds };
             await socket.ConnectAsync(host, port);
             var h2 = new RawH2(socket);
             socket.Send("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"u8);
-            h2.Send(0x4, 0, 0, []);
+            if (initialWindow is { } window)
+            {
+                var settings = new byte[6];
+                BinaryPrimitives.WriteUInt16BigEndian(settings, 0x4); // INITIAL_WINDOW_SIZE
+                BinaryPrimitives.WriteInt32BigEndian(settings.AsSpan(2), window);
+                h2.Send(0x4, 0, 0, settings);
+                var increment = new byte[4];
+                BinaryPrimitives.WriteInt32BigEndian(increment, window - 65_535);
+                h2.Send(0x8, 0, 0, increment); // the connection's window too
+            }
+            else
+            {
+                h2.Send(0x4, 0, 0, []);
+            }
+
             return h2;
         }
 

@@ -28,6 +28,10 @@ internal sealed class H2ServerConnection
     private const int StreamReceiveWindow = 1 << 20;
     private const int ConnectionReceiveWindow = 16 << 20;
 
+    /// <summary>Bytes the asynchronous sender may hold for a slow reader before a streaming handler's next write waits
+    /// (a peer's large flow-control window alone does not bound this side's memory).</summary>
+    private const int UnsentMax = 1 << 20;
+
     /// <summary>A request header block (with CONTINUATIONs) larger than this closes the connection.</summary>
     private const int HeaderBlockMax = 64 * 1024;
 
@@ -46,6 +50,9 @@ internal sealed class H2ServerConnection
     private int _outLength;
     private readonly ArrayBufferWriter<byte> _backlog = new();
     private bool _sending;
+    private Task? _drain;
+    private long _unsent;
+    private TaskCompletionSource<bool>? _roomWaiter;
     private long _sendWindow = DefaultWindow;
     private int _peerInitialWindow = DefaultWindow;
     private int _peerMaxFrame = 16_384;
@@ -159,6 +166,26 @@ internal sealed class H2ServerConnection
         }
         finally
         {
+            // A graceful end (GOAWAY sent, no streams left) first lets the sender write what the socket had not
+            // taken yet: the last answers' trailers may be among it.
+            Task? drain;
+            lock (_lock)
+            {
+                drain = _sending && !_closed ? _drain : null;
+            }
+
+            if (drain is not null)
+            {
+                try
+                {
+                    await drain.WaitAsync(TimeSpan.FromSeconds(5));
+                }
+                catch (TimeoutException)
+                {
+                    // The peer stopped reading; it loses what it did not take.
+                }
+            }
+
             CloseAll();
             await input.CompleteAsync();
         }
@@ -651,6 +678,12 @@ internal sealed class H2ServerConnection
             FlushOut();
             if (stream.PendingLength == 0)
             {
+                if (_unsent > UnsentMax && !_closed)
+                {
+                    _roomWaiter ??= new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+                    return _roomWaiter.Task;
+                }
+
                 return Task.FromResult(!_closed);
             }
 
@@ -972,6 +1005,7 @@ internal sealed class H2ServerConnection
         lock (_lock)
         {
             _closed = true;
+            ReleaseRoomWaiterLocked(false);
             open = [.. _streams.Values];
             foreach (var stream in open)
             {
@@ -1045,7 +1079,7 @@ internal sealed class H2ServerConnection
 
                 _logger.LogDebug("Sending to {Peer} failed: {Error}", Peer, error);
                 _closed = true;
-                _context.Abort();
+                AbortQuietly();
                 return;
             }
 
@@ -1056,12 +1090,14 @@ internal sealed class H2ServerConnection
             }
 
             _sending = true;
+            _unsent += bytes.Length;
             bytes.CopyTo(_backlog.GetSpan(bytes.Length));
             _backlog.Advance(bytes.Length);
-            _ = DrainBacklogAsync();
+            _drain = Task.Run(DrainBacklogAsync); // not under this lock, which the caller holds
             return;
         }
 
+        _unsent += bytes.Length;
         bytes.CopyTo(_backlog.GetSpan(bytes.Length));
         _backlog.Advance(bytes.Length);
     }
@@ -1087,6 +1123,8 @@ internal sealed class H2ServerConnection
                     {
                         _sending = false;
                         _backlog.Clear();
+                        _unsent = 0;
+                        ReleaseRoomWaiterLocked(!_closed);
                         return;
                     }
 
@@ -1099,6 +1137,15 @@ internal sealed class H2ServerConnection
                 {
                     at += await _socket.SendAsync(chunk.AsMemory(at), SocketFlags.None);
                 }
+
+                lock (_lock)
+                {
+                    _unsent -= chunk.Length;
+                    if (_unsent <= UnsentMax / 2)
+                    {
+                        ReleaseRoomWaiterLocked(true);
+                    }
+                }
             }
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
@@ -1108,9 +1155,28 @@ internal sealed class H2ServerConnection
             {
                 _closed = true;
                 _sending = false;
+                ReleaseRoomWaiterLocked(false);
             }
 
+            AbortQuietly();
+        }
+    }
+
+    private void ReleaseRoomWaiterLocked(bool sent)
+    {
+        _roomWaiter?.TrySetResult(sent);
+        _roomWaiter = null;
+    }
+
+    private void AbortQuietly()
+    {
+        try
+        {
             _context.Abort();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Kestrel has already closed the connection.
         }
     }
 
