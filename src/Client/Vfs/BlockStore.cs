@@ -170,6 +170,27 @@ internal sealed class BlockStore : IDisposable
         block.AsMemory(r.OffsetInBlock, r.Length).CopyTo(target);
     }
 
+    /// <summary>The bytes of a slice range when they lie in one block that the memory cache holds: the cached array
+    /// itself (blocks are immutable and never pooled, so the view stays valid), counted as a memory hit. Null
+    /// otherwise.</summary>
+    public ReadOnlyMemory<byte>? TryReadInMemory(ulong sliceId, int sliceSize, int offset, int length)
+    {
+        var reads = BlockLayout.ReadsWithinSlice(sliceSize, BlockSize, offset, length);
+        if (reads.Count != 1)
+        {
+            return null;
+        }
+
+        var r = reads[0];
+        if (_memory.Get(Key(sliceId, r.Index, r.BlockSize)) is not { } block || block.Length < r.OffsetInBlock + r.Length)
+        {
+            return null;
+        }
+
+        _metrics?.MemoryHits.Inc();
+        return block.AsMemory(r.OffsetInBlock, r.Length);
+    }
+
     /// <summary>Starts fetching the blocks of a slice range into the caches, without waiting (bounded; skipped
     /// when every prefetch slot is busy).</summary>
     public void Prefetch(ulong sliceId, int sliceSize, int offset, int length)

@@ -710,6 +710,53 @@ public sealed partial class MirrorVfs : IAsyncDisposable
             return VfsResult<int>.Success(n);
         });
 
+    /// <summary>A read that the memory cache can answer in place: the range lies in one block of one slice, within the
+    /// file, with nothing buffered. Returns the cached bytes themselves (the caller sends them without copying them
+    /// first), or null when the normal path (<see cref="ReadAsync"/>) must serve the read.</summary>
+    public ReadOnlyMemory<byte>? TryReadInMemory(ulong inode, ulong fh, long offset, int size)
+    {
+        var h = Handle(inode, fh);
+        if (h is null || !h.CanRead || offset < 0 || size <= 0)
+        {
+            return null;
+        }
+
+        var st = h.State;
+        if (st.Writer is { Dirty: true } || st.Attr is not { } attr || offset >= (long)attr.Size)
+        {
+            return null;
+        }
+
+        var n = (int)Math.Min(size, (long)attr.Size - offset);
+        var chunkIndex = offset / BlockLayout.ChunkSize;
+        var inChunk = (int)(offset % BlockLayout.ChunkSize);
+        if (inChunk + (long)n > BlockLayout.ChunkSize || !st.TryGetChunk((uint)chunkIndex, out var slices, out _))
+        {
+            return null;
+        }
+
+        var segments = SliceMap.Visible(slices, inChunk, inChunk + n);
+        if (segments is not [{ SliceId: not 0 } seg] || seg.Pos != inChunk || seg.Length != n)
+        {
+            return null;
+        }
+
+        if (_blocks.TryReadInMemory(seg.SliceId, seg.SliceSize, seg.OffsetInSlice, n) is not { } bytes)
+        {
+            return null;
+        }
+
+        var sequential = offset == h.LastReadEnd || offset == 0;
+        h.LastReadEnd = offset + n;
+        if (sequential && _options.PrefetchBlocks > 0 && offset + n < (long)attr.Size)
+        {
+            var ahead = Math.Min((long)_options.PrefetchBlocks * _blocks.BlockSize, (long)attr.Size - (offset + n));
+            ReadAhead(st, offset + n, ahead);
+        }
+
+        return bytes;
+    }
+
     /// <summary>Fills <paramref name="dest"/> with the file's bytes at <paramref name="offset"/> (within its size).</summary>
     private async Task<int> ReadRangeAsync(VfsContext ctx, InodeState st, long offset, Memory<byte> dest, bool sequential)
     {

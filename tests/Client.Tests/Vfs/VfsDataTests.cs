@@ -143,6 +143,38 @@ public sealed class VfsDataTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task AReadInsideOneCachedBlockIsServedInPlace()
+    {
+        await using var f = await VfsFixture.StartAsync();
+        var writer = await f.MountAsync();
+        var data = Pattern((2 * Bs) + 500, 9);
+        var (ino, wfh) = await CreateAsync(writer, "f");
+        await WriteAsync(writer, ino, wfh, 0, data);
+        Assert.Equal(0, await writer.ReleaseAsync(Ctx, ino, wfh));
+
+        var reader = await f.MountAsync();
+        var fh = await OpenAsync(reader, ino, OpenFlags.ReadOnly);
+        Assert.Equal(data[..100], await ReadAsync(reader, ino, fh, 0, 100)); // the normal path caches the first block
+
+        Assert.Equal(data[100..(Bs - 10)], reader.TryReadInMemory(ino, fh, 100, Bs - 110)!.Value.ToArray());
+        Assert.Null(reader.TryReadInMemory(ino, fh, Bs - 10, 20)); // crosses a block boundary
+        Assert.Null(reader.TryReadInMemory(ino, fh, data.Length, 10)); // at the end of the file
+        Assert.Null(reader.TryReadInMemory(ino, fh + 1000, 0, 10)); // not an open handle
+
+        // Buffered writes come first: a dirty file always takes the normal path.
+        var rw = await OpenAsync(reader, ino, OpenFlags.ReadWrite);
+        await WriteAsync(reader, ino, rw, 5, [1, 2, 3]);
+        Assert.Null(reader.TryReadInMemory(ino, rw, 0, 100));
+        var expect = data[..100];
+        expect[5] = 1;
+        expect[6] = 2;
+        expect[7] = 3;
+        Assert.Equal(expect, await ReadAsync(reader, ino, rw, 0, 100));
+        Assert.Equal(0, await reader.ReleaseAsync(Ctx, ino, rw));
+        Assert.Equal(0, await reader.ReleaseAsync(Ctx, ino, fh));
+    }
+
+    [Fact]
     public async Task ADirectorysGetattrAfterOwnCreateIsAnsweredFromTheCreateReply()
     {
         await using var f = await VfsFixture.StartAsync();
