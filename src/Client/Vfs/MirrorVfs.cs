@@ -702,11 +702,7 @@ public sealed partial class MirrorVfs : IAsyncDisposable
                 return VfsResult<int>.Fail(readErr);
             }
             h.LastReadEnd = offset + n;
-            if (sequential && _options.PrefetchBlocks > 0 && offset + n < size)
-            {
-                var ahead = Math.Min((long)_options.PrefetchBlocks * _blocks.BlockSize, size - (offset + n));
-                ReadAhead(st, offset + n, ahead);
-            }
+            ReadAheadAfter(st, offset + n, size, sequential);
             return VfsResult<int>.Success(n);
         });
 
@@ -748,13 +744,17 @@ public sealed partial class MirrorVfs : IAsyncDisposable
 
         var sequential = offset == h.LastReadEnd || offset == 0;
         h.LastReadEnd = offset + n;
-        if (sequential && _options.PrefetchBlocks > 0 && offset + n < (long)attr.Size)
-        {
-            var ahead = Math.Min((long)_options.PrefetchBlocks * _blocks.BlockSize, (long)attr.Size - (offset + n));
-            ReadAhead(st, offset + n, ahead);
-        }
-
+        ReadAheadAfter(st, offset + n, (long)attr.Size, sequential);
         return bytes;
+    }
+
+    /// <summary>After a sequential read that ended at <paramref name="end"/>, starts the next blocks' downloads.</summary>
+    private void ReadAheadAfter(InodeState st, long end, long size, bool sequential)
+    {
+        if (sequential && _options.PrefetchBlocks > 0 && end < size)
+        {
+            ReadAhead(st, end, Math.Min((long)_options.PrefetchBlocks * _blocks.BlockSize, size - end));
+        }
     }
 
     /// <summary>Fills <paramref name="dest"/> with the file's bytes at <paramref name="offset"/> (within its size).</summary>
