@@ -101,11 +101,12 @@ public sealed partial class MirrorVfs
         }
     }
 
-    /// <summary>This client changed the entries of <paramref name="dir"/> (and so its mtime and maybe nlink).</summary>
+    /// <summary>Most directories whose attributes from an own create are kept (see <see cref="NoteOwnDirAttr"/>).</summary>
     private const int OwnDirAttrsMax = 4096;
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, (Attr Attr, long Until)> _ownDirAttrs = new();
 
+    /// <summary>This client changed the entries of <paramref name="dir"/> (and so its mtime and maybe nlink).</summary>
     private void DirChanged(ulong dir)
     {
         _dirCache?.InvalidateDir(dir);

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.IO.Pipelines;
 using System.Security.Cryptography;
@@ -133,68 +134,78 @@ public sealed class RpcRouter
 
         var authorization = request.Headers.Authorization;
         var transport = new KestrelRpcTransport(context);
-        return Admit(transport, request.Path.Value ?? string.Empty, authorization.Count == 1 ? authorization[0] : null,
-            request.Headers[GrpcProtocol.TimeoutHeader] is { Count: > 0 } timeoutHeader ? timeoutHeader[0] : null);
+        return TryAdmit(transport, request.Path.Value ?? string.Empty, authorization.Count == 1 ? authorization[0] : null,
+            request.Headers[GrpcProtocol.TimeoutHeader] is { Count: > 0 } timeoutHeader ? timeoutHeader[0] : null,
+            out var method, out var timeout)
+            ? ServeAsync(transport, method, timeout)
+            : Task.CompletedTask;
     }
 
-    /// <summary>Serves a call from the server's direct HTTP/2 handling, whose request body is already received.
-    /// Runs on the connection's I/O thread up to the handler's first wait.</summary>
-    internal Task ServeDirect(Http2.H2ServerStream stream)
+    /// <summary>Checks a call from the server's direct HTTP/2 handling as soon as its headers arrive, so a request
+    /// that is refused (not gRPC, no valid token, unknown method) is answered at once and its body is never
+    /// buffered. Returns what serves the call once its body has arrived, or null when it has been answered.</summary>
+    internal Func<Task>? AdmitDirect(Http2.H2ServerStream stream)
     {
         if (stream.HttpMethod != "POST")
         {
             stream.RespondWithHttpStatus(StatusCodes.Status405MethodNotAllowed);
-            return Task.CompletedTask;
+            return null;
         }
 
         if (!GrpcProtocol.IsGrpcContentType(stream.ContentType))
         {
             stream.RespondWithHttpStatus(StatusCodes.Status415UnsupportedMediaType);
-            return Task.CompletedTask;
+            return null;
         }
 
-        return Admit(stream, stream.Path, stream.Authorization, stream.Timeout);
+        return TryAdmit(stream, stream.Path, stream.Authorization, stream.Timeout, out var method, out var timeout)
+            ? () => ServeAsync(stream, method, timeout)
+            : null;
     }
 
-    /// <summary>The checks every call passes before its handler runs: token, method, shutdown, deadline syntax.</summary>
-    private Task Admit(RpcTransport transport, string path, string? authorization, string? timeoutHeader)
+    /// <summary>The checks every call passes before its handler runs: token, method, shutdown, deadline syntax. A
+    /// call that fails one is answered here (trailers-only) and false returned.</summary>
+    private bool TryAdmit(RpcTransport transport, string path, string? authorization, string? timeoutHeader,
+        [NotNullWhen(true)] out RpcMethodHandler? method, out TimeSpan? timeout)
     {
+        timeout = null;
+        method = null;
+
         // Authentication comes before the method lookup so that strangers cannot probe which methods exist.
         if (!IsAuthorized(authorization))
         {
             transport.Finish(StatusCode.Unauthenticated,
                 "missing or wrong bearer token: send 'authorization: Bearer <token>' with the cluster's token", null, null,
                 messageWritten: false);
-            return Task.CompletedTask;
+            return false;
         }
 
-        if (!_methods.TryGetValue(path, out var method))
+        if (!_methods.TryGetValue(path, out method))
         {
             transport.Finish(StatusCode.Unimplemented, $"unknown method {Truncate(path)}", null, null, messageWritten: false);
-            return Task.CompletedTask;
+            return false;
         }
 
         if (_stopping.IsCancellationRequested)
         {
             transport.Finish(StatusCode.Unavailable, "server is shutting down; retry on another replica", null, null,
                 messageWritten: false);
-            return Task.CompletedTask;
+            return false;
         }
 
-        TimeSpan? timeout = null;
         if (timeoutHeader is not null)
         {
             if (!GrpcProtocol.TryParseTimeout(timeoutHeader, out var parsed))
             {
                 transport.Finish(StatusCode.Internal, $"malformed grpc-timeout '{Truncate(timeoutHeader)}'", null, null,
                     messageWritten: false);
-                return Task.CompletedTask;
+                return false;
             }
 
             timeout = parsed;
         }
 
-        return ServeAsync(transport, method, timeout);
+        return true;
     }
 
     /// <summary>Middleware form: serves gRPC requests for mapped methods, passes the rest on.</summary>

@@ -77,6 +77,31 @@ public sealed class DirectServerTests
     }
 
     [Fact]
+    public async Task AWrongToken_IsAnsweredAtTheHeaders_BeforeAnyBodyIsBuffered()
+    {
+        await using var echo = await EchoServer.StartAsync();
+        using var h2 = await RawH2.ConnectAsync(echo.Address);
+
+        // HEADERS without END_STREAM: the body would follow, but the answer comes first.
+        h2.Send(0x1, 0x4, 1, RequestBlock("not-the-token"));
+        var (headers, data, _, _) = h2.ReadResponse(1);
+
+        Assert.Contains(new KeyValuePair<string, string>("grpc-status", "16"), headers);
+        Assert.Empty(data);
+        var reset = h2.ReadUntil(f => f.Type == 0x3 && f.StreamId == 1);
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32BigEndian(reset.Payload)); // NO_ERROR: stop sending
+        Assert.Equal(0, echo.Probe.Calls.Value);
+
+        // Data the client had already sent for that stream is dropped; the connection carries on.
+        h2.Send(0x0, 0x1, 1, RpcWireTests.Frame(new EchoRequest { Text = "late" }));
+        h2.Send(0x1, 0x4, 3, RequestBlock(echo.Token!));
+        h2.Send(0x0, 0x1, 3, RpcWireTests.Frame(new EchoRequest { Text = "ok" }));
+        var (_, data3, trailers3, _) = h2.ReadResponse(3);
+        Assert.Contains(new KeyValuePair<string, string>("grpc-status", "0"), trailers3);
+        Assert.Equal("ok", EchoReply.Parser.ParseFrom(data3.AsSpan(5)).Text);
+    }
+
+    [Fact]
     public async Task DataOnAnIdleStream_IsAConnectionError()
     {
         await using var echo = await EchoServer.StartAsync();

@@ -476,19 +476,58 @@ internal sealed class H2ServerConnection
             return;
         }
 
-        if (_headerEndStream)
+        // END_STREAM here: a request without a body, or the request's trailers.
+        var isNew = stream.Serve is null;
+        stream.RequestEnded = _headerEndStream;
+        if (isNew && !Admit(stream))
         {
-            // Either a request without a body or the request's trailers.
-            stream.RequestEnded = true;
+            return;
+        }
+
+        if (stream.RequestEnded)
+        {
             Dispatch(stream);
         }
+    }
+
+    /// <summary>Lets the router check a new stream's headers; false when it has answered the stream already.</summary>
+    private bool Admit(H2ServerStream stream)
+    {
+        try
+        {
+            stream.Serve = _router.AdmitDirect(stream);
+        }
+        catch (Exception ex)
+        {
+            _logger.LogError(ex, "RPC admission failed");
+            Drop(stream);
+        }
+
+        return stream.Serve is not null;
+    }
+
+    /// <summary>Ends a stream this side cannot serve with RST_STREAM INTERNAL_ERROR and forgets it.</summary>
+    private void Drop(H2ServerStream stream)
+    {
+        lock (_lock)
+        {
+            if (_streams.Remove(stream.Id))
+            {
+                stream.Reset = true;
+                ReleaseLocked(stream, drained: false);
+                AppendReset(stream.Id, ErrorInternal);
+                FlushOut();
+            }
+        }
+
+        stream.Abort();
     }
 
     private void Dispatch(H2ServerStream stream)
     {
         try
         {
-            var served = _router.ServeDirect(stream);
+            var served = stream.Serve!();
             if (!served.IsCompleted)
             {
                 served.ContinueWith(static (task, state) => ((ILogger)state!).LogError(task.Exception,
@@ -504,7 +543,7 @@ internal sealed class H2ServerConnection
         catch (Exception ex)
         {
             _logger.LogError(ex, "RPC dispatch failed");
-            SendReset(stream.Id, ErrorProtocol);
+            Drop(stream);
         }
     }
 
@@ -712,6 +751,12 @@ internal sealed class H2ServerConnection
     /// <summary>Stream ended by this side: sends what is buffered and forgets the stream.</summary>
     private void FinishLocked(H2ServerStream stream)
     {
+        if (!stream.RequestEnded)
+        {
+            // Answered before its request ended (refused at its headers): the client may stop sending (RFC 9113 §8.1).
+            AppendReset(stream.Id, ErrorNone);
+        }
+
         FlushOut();
         _streams.Remove(stream.Id);
         ReleaseLocked(stream, drained: true);
@@ -867,10 +912,10 @@ internal sealed class H2ServerConnection
         {
             if (status != 200)
             {
-                WriteLiteral(block, HPackWriter.StatusIndex, status.ToString(CultureInfo.InvariantCulture));
+                HPackWriter.WriteLiteral(block, HPackWriter.StatusIndex, status.ToString(CultureInfo.InvariantCulture));
             }
 
-            WriteLiteral(block, HPackWriter.ContentTypeIndex, GrpcProtocol.ContentType);
+            HPackWriter.WriteLiteral(block, HPackWriter.ContentTypeIndex, GrpcProtocol.ContentType);
         }
 
         foreach (var set in (ReadOnlySpan<List<KeyValuePair<string, string>>?>)[headers, trailers])
@@ -887,14 +932,6 @@ internal sealed class H2ServerConnection
                 block.Advance(n);
             }
         }
-    }
-
-    private static void WriteLiteral(ArrayBufferWriter<byte> block, int nameIndex, string value)
-    {
-        var list = new List<byte>(value.Length + 4);
-        HPackWriter.WriteLiteral(list, nameIndex, value);
-        list.CopyTo(block.GetSpan(list.Count));
-        block.Advance(list.Count);
     }
 
     private void AppendHeaderBlockFrames(int streamId, ReadOnlySpan<byte> block, bool endStream)
@@ -967,14 +1004,6 @@ internal sealed class H2ServerConnection
     /// ends when the open ones have.</summary>
     private void BeginGoAway()
     {
-        lock (_lock)
-        {
-            if (_goAwaySent || _closed)
-            {
-                return;
-            }
-        }
-
         SendGoAway(ErrorNone);
         WakeIfDone();
     }

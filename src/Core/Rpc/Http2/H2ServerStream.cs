@@ -70,6 +70,9 @@ internal sealed class H2ServerStream : RpcTransport
     // Reader thread only.
     internal bool RequestEnded { get; set; }
 
+    /// <summary>Serves the call once its request body has arrived (the router admitted it at its headers).</summary>
+    internal Func<Task>? Serve { get; set; }
+
     internal long ReceiveUnacked { get; set; }
 
     // Guarded by the connection's lock.

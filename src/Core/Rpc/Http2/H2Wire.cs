@@ -25,6 +25,7 @@ internal static class H2Wire
 
     public const int ErrorNone = 0x0;
     public const int ErrorProtocol = 0x1;
+    public const int ErrorInternal = 0x2;
     public const int ErrorFlowControl = 0x3;
     public const int ErrorStreamClosed = 0x5;
     public const int ErrorFrameSize = 0x6;

@@ -39,6 +39,16 @@ internal static class HPackWriter
         WriteString(block, value);
     }
 
+    /// <summary>Same as <see cref="WriteLiteral(List{byte}, int, string, bool)"/> into a buffer writer.</summary>
+    public static void WriteLiteral(System.Buffers.IBufferWriter<byte> block, int nameIndex, string value)
+    {
+        var span = block.GetSpan(5 + IntegerBytes(7, value.Length) + value.Length);
+        var at = WriteInteger(span, 0x00, 4, nameIndex);
+        at += WriteInteger(span[at..], 0x00, 7, value.Length);
+        at += Encoding.Latin1.GetBytes(value, span[at..]);
+        block.Advance(at);
+    }
+
     /// <summary>Same as <see cref="WriteLiteral(List{byte}, string, string)"/> into a span; returns the bytes written,
     /// or -1 when they do not fit.</summary>
     public static int WriteLiteral(Span<byte> destination, string name, string value)
